@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The test command (README, .ci/run): installs what it needs, builds, then
+# runs the unit tests and the end-to-end tests against real Pebble and lego.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-deps.sh lego
+node --import tsx --test --test-concurrency=1 test/unit/*.test.ts test/e2e/*.test.ts

@@ -1,0 +1,95 @@
+/**
+ * Typed ACME errors. Callers branch on these (rate limit → back off until
+ * Retry-After; unauthorized → the challenge failed; network → the CA is
+ * unreachable) instead of parsing messages. acme-client 5.4 flattens the
+ * problem document into a message string, so the transport builds these
+ * itself from each response.
+ */
+
+const PROBLEM_PREFIX = 'urn:ietf:params:acme:error:';
+
+export class AcmeError extends Error {
+  readonly code: string = 'ACME_ERROR';
+  /** How long the CA asked us to wait before trying again, if it said. */
+  retryAfterMs?: number;
+}
+
+export interface AcmeProblem {
+  type: string;
+  detail?: string;
+  status?: number;
+  subproblems?: AcmeProblem[];
+}
+
+/** The CA answered with an RFC 7807 problem document (or at least an error status). */
+export class AcmeProblemError extends AcmeError {
+  override readonly code = 'ACME_PROBLEM';
+  constructor(
+    readonly problem: AcmeProblem,
+    readonly httpStatus: number,
+    readonly url: string,
+    retryAfterMs?: number,
+  ) {
+    super(describeProblem(problem, httpStatus));
+    this.retryAfterMs = retryAfterMs;
+  }
+
+  /** The short problem type: "rateLimited", "unauthorized", "badNonce", … */
+  get problemType(): string {
+    return shortType(this.problem.type);
+  }
+}
+
+/** An order or authorization went invalid; carries the challenge's problem when the CA gave one. */
+export class AcmeOrderInvalidError extends AcmeError {
+  override readonly code = 'ACME_ORDER_INVALID';
+  constructor(readonly problem: AcmeProblem | undefined, what: string) {
+    super(problem ? `${what}: ${describeProblem(problem)}` : what);
+  }
+
+  get problemType(): string {
+    return this.problem ? shortType(this.problem.type) : 'invalid';
+  }
+}
+
+/** The CA could not be reached, or did not answer in time. */
+export class AcmeNetworkError extends AcmeError {
+  override readonly code = 'ACME_NETWORK';
+  constructor(message: string, readonly cause?: unknown) {
+    super(message);
+  }
+}
+
+/** Polling ran past its deadline. */
+export class AcmeTimeoutError extends AcmeError {
+  override readonly code = 'ACME_TIMEOUT';
+}
+
+export function shortType(type: string): string {
+  return type.startsWith(PROBLEM_PREFIX) ? type.slice(PROBLEM_PREFIX.length) : type;
+}
+
+export function describeProblem(problem: AcmeProblem, httpStatus?: number): string {
+  const status = httpStatus ?? problem.status;
+  const head = `${shortType(problem.type)}${status ? ` (HTTP ${status})` : ''}`;
+  const sub = problem.subproblems?.length
+    ? `; ${problem.subproblems.map((p) => describeProblem(p)).join('; ')}`
+    : '';
+  return `${head}${problem.detail ? `: ${problem.detail}` : ''}${sub}`;
+}
+
+/** The problem type of any error, for logs, metrics and backoff decisions. */
+export function errorKind(err: unknown): string {
+  if (err instanceof AcmeProblemError || err instanceof AcmeOrderInvalidError) return err.problemType;
+  if (err instanceof AcmeError) return err.code.toLowerCase().replace('acme_', '');
+  return 'internal';
+}
+
+/** Parses Retry-After (delta seconds or HTTP date) into milliseconds from now. */
+export function parseRetryAfter(header: string | string[] | undefined, now = Date.now()): number | undefined {
+  const value = Array.isArray(header) ? header[0] : header;
+  if (!value) return undefined;
+  if (/^\d+$/.test(value.trim())) return Number(value.trim()) * 1000;
+  const at = Date.parse(value);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
+}

@@ -1,0 +1,51 @@
+/**
+ * Polling for order and authorization status. The first look comes soon
+ * (a local or fast CA is usually done within a few hundred milliseconds),
+ * later ones back off, a Retry-After from the CA wins, and the whole wait is
+ * bounded so a stuck order cannot hold a host's lock forever.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { AcmeTimeoutError } from './errors.js';
+
+export interface PollOptions {
+  firstDelayMs?: number;
+  factor?: number;
+  maxDelayMs?: number;
+  timeoutMs?: number;
+  what?: string;
+  /** Replaces the first sleep, e.g. "until the CA has fetched the tokens". */
+  initialWait?: () => Promise<void>;
+}
+
+export interface PollResult<T> {
+  value: T;
+  retryAfterMs?: number;
+}
+
+/** The longest Retry-After we sit out inside one poll; longer ones end in a timeout and a retry later. */
+const MAX_RETRY_AFTER_MS = 60_000;
+
+export async function pollUntil<T>(
+  fetchOnce: () => Promise<PollResult<T>>,
+  isDone: (value: T) => boolean,
+  opts: PollOptions = {},
+): Promise<T> {
+  const { firstDelayMs = 100, factor = 1.6, maxDelayMs = 5_000, timeoutMs = 120_000, what = 'ACME object' } = opts;
+  const deadline = Date.now() + timeoutMs;
+  const initialWait = opts.initialWait ?? (() => sleep(firstDelayMs));
+  let delay = firstDelayMs;
+  for (let attempt = 0; ; attempt++) {
+    if (attempt === 0) {
+      await initialWait();
+    } else {
+      const remaining = deadline - Date.now();
+      if (remaining <= 0) throw new AcmeTimeoutError(`${what} did not settle within ${Math.round(timeoutMs / 1000)} s`);
+      await sleep(Math.min(delay, remaining));
+    }
+    const { value, retryAfterMs } = await fetchOnce();
+    if (isDone(value)) return value;
+    delay = retryAfterMs !== undefined
+      ? Math.min(Math.max(retryAfterMs, firstDelayMs), MAX_RETRY_AFTER_MS)
+      : Math.min(attempt === 0 ? firstDelayMs : delay * factor, maxDelayMs);
+  }
+}

@@ -1,0 +1,118 @@
+/**
+ * The HTTP transport under acme-client. It replaces acme-client's axios path
+ * because that path (5.4) retries 5xx and 429 internally with sleeps of up to
+ * a minute, flattens problem documents into strings, and on a network failure
+ * throws a TypeError that hides the real cause. Here: keep-alive connections,
+ * a request timeout, the extra `ca_bundle` roots, nonce harvesting, a request
+ * counter, and typed errors; retrying is the caller's decision.
+ */
+import http from 'node:http';
+import https from 'node:https';
+import { rootCertificates } from 'node:tls';
+import { AcmeNetworkError, AcmeProblemError, parseRetryAfter, type AcmeProblem } from './errors.js';
+import type { NoncePool } from './nonce-pool.js';
+
+/** The response shape acme-client reads (a subset of axios's). */
+export interface TransportResponse {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  data: any; // eslint-disable-line @typescript-eslint/no-explicit-any -- JSON or PEM text, as acme-client expects
+}
+
+export interface TransportOptions {
+  /** Extra PEM roots trusted in addition to the system ones. */
+  caBundle?: string;
+  timeoutMs?: number;
+  userAgent?: string;
+  nonces: NoncePool;
+}
+
+const BAD_NONCE = 'urn:ietf:params:acme:error:badNonce';
+
+export class Transport {
+  /** Requests sent since start; read by the benchmark and metrics. */
+  requestCount = 0;
+  private readonly httpsAgent: https.Agent;
+  private readonly httpAgent = new http.Agent({ keepAlive: true, maxSockets: 16 });
+
+  constructor(private readonly opts: TransportOptions) {
+    this.httpsAgent = new https.Agent({
+      keepAlive: true,
+      maxSockets: 16,
+      ca: opts.caBundle ? [...rootCertificates, opts.caBundle] : undefined,
+    });
+  }
+
+  /** acme-client's HttpClient.request signature. */
+  request = async (url: string, method: string, opts: { data?: unknown; headers?: Record<string, string> } = {}): Promise<TransportResponse> => {
+    const resp = await this.send(url, method.toUpperCase(), opts.data);
+    const problem = resp.status >= 400 ? toProblem(resp) : undefined;
+    // acme-client resends a badNonce request itself with the nonce from this
+    // response, so that nonce must not also go into the pool.
+    if (problem?.type !== BAD_NONCE) this.opts.nonces.add(header(resp, 'replay-nonce'));
+    if (problem && problem.type !== BAD_NONCE) {
+      throw new AcmeProblemError(problem, resp.status, url, parseRetryAfter(resp.headers['retry-after']));
+    }
+    return resp;
+  };
+
+  close(): void {
+    this.httpsAgent.destroy();
+    this.httpAgent.destroy();
+  }
+
+  private send(url: string, method: string, data: unknown): Promise<TransportResponse> {
+    const target = new URL(url);
+    const body = data === undefined ? undefined : Buffer.from(JSON.stringify(data));
+    const client = target.protocol === 'https:' ? https : http;
+    this.requestCount++;
+    return new Promise((resolve, reject) => {
+      const req = client.request(target, {
+        method,
+        agent: target.protocol === 'https:' ? this.httpsAgent : this.httpAgent,
+        timeout: this.opts.timeoutMs ?? 30_000,
+        headers: {
+          'user-agent': this.opts.userAgent ?? 'acmed',
+          ...(body ? { 'content-type': 'application/jose+json', 'content-length': String(body.length) } : {}),
+        },
+      }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (chunk: Buffer) => chunks.push(chunk));
+        res.on('error', (err) => reject(networkError(target, err)));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          const type = String(res.headers['content-type'] ?? '');
+          let parsed: unknown = text;
+          if (type.includes('json') && text.length > 0) {
+            try {
+              parsed = JSON.parse(text);
+            } catch {
+              parsed = text; // a broken body still yields a problem from the status below
+            }
+          }
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, data: parsed });
+        });
+      });
+      req.on('timeout', () => req.destroy(Object.assign(new Error('request timed out'), { code: 'ETIMEDOUT' })));
+      req.on('error', (err) => reject(networkError(target, err)));
+      req.end(body);
+    });
+  }
+}
+
+function header(resp: TransportResponse, name: string): string | undefined {
+  const value = resp.headers[name];
+  return Array.isArray(value) ? value[0] : value;
+}
+
+function toProblem(resp: TransportResponse): AcmeProblem {
+  const data = resp.data;
+  if (data && typeof data === 'object' && typeof data.type === 'string') return data as AcmeProblem;
+  const detail = typeof data === 'string' && data.length > 0 ? data.slice(0, 200) : undefined;
+  return { type: resp.status >= 500 ? 'serverInternal' : 'httpError', detail, status: resp.status };
+}
+
+function networkError(target: URL, err: Error): AcmeNetworkError {
+  const code = (err as NodeJS.ErrnoException).code;
+  return new AcmeNetworkError(`cannot reach the CA at ${target.host}: ${code ?? err.message}`, err);
+}

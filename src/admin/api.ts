@@ -1,0 +1,104 @@
+/**
+ * The admin API routes, Kong-compatible where Kong has the endpoint. The API
+ * knows nothing of ACME or storage: it calls an AdminBackend the daemon
+ * provides, and maps typed errors to HTTP statuses.
+ */
+import type http from 'node:http';
+import { AcmeError, AcmeProblemError, errorKind } from '../acme/errors.js';
+import { InvalidHostnameError } from '../hostname.js';
+import type { Logger } from '../log.js';
+import type { IssueOutcome } from '../daemon/issuer.js';
+import { HostNotAllowedError } from '../daemon/managed.js';
+import { HttpError, readBody, sendJson, truthy } from './http-util.js';
+
+export interface CertificateStatus {
+  host: string;
+  names: string[];
+  status: 'valid' | 'expired' | 'missing' | 'renewing';
+  not_before: string | null;
+  not_after: string | null;
+  valid: boolean;
+  serial_number: string | null;
+  issuer_cn: string | null;
+  location: string;
+  managed: boolean;
+}
+
+export interface AdminBackend {
+  issue(host: string, force: boolean): Promise<IssueOutcome>;
+  certificates(): Promise<CertificateStatus[]>;
+  certificate(host: string): Promise<CertificateStatus | null>;
+  health(): Promise<{ ok: boolean; checks: Record<string, string> }>;
+}
+
+type Handler = (req: http.IncomingMessage, res: http.ServerResponse, params: string[], url: URL) => Promise<void>;
+
+export function createAdminHandler(backend: AdminBackend, log: Logger): http.RequestListener {
+  const routes: { method: string; path: RegExp; handler: Handler }[] = [
+    {
+      method: 'POST', path: /^\/acme$/, handler: async (req, res) => {
+        const body = await readBody(req);
+        if (typeof body.host !== 'string' || body.host === '') throw new HttpError(400, 'host is required');
+        const outcome = await backend.issue(body.host, truthy(body.force));
+        const message = outcome.issued
+          ? `certificate for ${outcome.name} is created`
+          : `certificate for ${outcome.name} is already valid until ${outcome.notAfter}`;
+        sendJson(res, outcome.issued ? 201 : 200, { message, data: outcome });
+      },
+    },
+    {
+      method: 'GET', path: /^\/acme\/certificates$/, handler: async (_req, res, _params, url) => {
+        const all = await backend.certificates();
+        const invalidOnly = truthy(url.searchParams.get('invalid_only'));
+        sendJson(res, 200, { data: invalidOnly ? all.filter((c) => !c.valid) : all });
+      },
+    },
+    {
+      method: 'GET', path: /^\/acme\/certificates\/([^/]+)$/, handler: async (_req, res, [host]) => {
+        const found = await backend.certificate(decodeURIComponent(host));
+        if (!found) throw new HttpError(404, `no certificate for ${decodeURIComponent(host)}`);
+        sendJson(res, 200, { data: found });
+      },
+    },
+    {
+      method: 'GET', path: /^\/healthz$/, handler: async (_req, res) => {
+        const health = await backend.health();
+        sendJson(res, health.ok ? 200 : 503, { status: health.ok ? 'ok' : 'unhealthy', checks: health.checks });
+      },
+    },
+  ];
+
+  return (req, res) => {
+    const url = new URL(req.url ?? '/', 'http://admin');
+    const match = routes.map((r) => ({ r, m: r.path.exec(url.pathname) })).filter((x) => x.m);
+    const route = match.find((x) => x.r.method === req.method);
+    if (!route) {
+      if (match.length > 0) sendJson(res, 405, { message: `method ${req.method} not allowed on ${url.pathname}` });
+      else sendJson(res, 404, { message: 'Not found' });
+      return;
+    }
+    route.r.handler(req, res, route.m!.slice(1), url).catch((err: unknown) => {
+      const { status, body, headers } = toErrorResponse(err);
+      if (status >= 500) log.error({ err: (err as Error).message, path: url.pathname }, 'admin request failed');
+      if (!res.headersSent) sendJson(res, status, body, headers);
+      else res.destroy();
+    });
+  };
+}
+
+function toErrorResponse(err: unknown): { status: number; body: Record<string, unknown>; headers?: Record<string, string> } {
+  if (err instanceof HttpError) return { status: err.status, body: { message: err.message, ...err.extra } };
+  if (err instanceof InvalidHostnameError) return { status: 400, body: { message: err.message } };
+  if (err instanceof HostNotAllowedError) return { status: 403, body: { message: err.message } };
+  if (err instanceof AcmeError) {
+    const kind = errorKind(err);
+    const retryAfter = err.retryAfterMs !== undefined ? Math.ceil(err.retryAfterMs / 1000) : undefined;
+    const status = kind === 'rateLimited' ? 429 : 502;
+    const body: Record<string, unknown> = { message: `the CA refused or failed the order: ${err.message}`, kind };
+    if (err instanceof AcmeProblemError) body.problem = err.problem;
+    if (retryAfter !== undefined) body.retry_after = retryAfter;
+    return { status, body, headers: retryAfter !== undefined ? { 'retry-after': String(retryAfter) } : undefined };
+  }
+  const code = (err as { code?: string }).code;
+  return { status: 500, body: { message: (err as Error).message ?? 'internal error', ...(code ? { kind: code } : {}) } };
+}

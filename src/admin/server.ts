@@ -1,0 +1,55 @@
+/**
+ * The admin API listener on a unix socket, mode 0600: whoever can open it can
+ * order certificates, so only acmed's own user may. A socket left behind by a
+ * crashed daemon is replaced; one a live daemon answers on is not.
+ */
+import { mkdir, unlink } from 'node:fs/promises';
+import http from 'node:http';
+import net from 'node:net';
+import { dirname } from 'node:path';
+
+export class SocketInUseError extends Error {
+  readonly code = 'ADMIN_SOCKET_IN_USE';
+}
+
+export async function listenAdminSocket(socketPath: string, handler: http.RequestListener): Promise<http.Server> {
+  await mkdir(dirname(socketPath), { recursive: true, mode: 0o700 });
+  if (await socketAnswers(socketPath)) {
+    throw new SocketInUseError(`another acmed is already listening on ${socketPath}`);
+  }
+  await unlink(socketPath).catch(() => {});
+  const server = http.createServer({ headersTimeout: 10_000, requestTimeout: 0 }, handler);
+  // The umask makes the socket 0600 from the moment it exists, with no chmod window.
+  const previous = process.umask(0o177);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(socketPath, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+  } finally {
+    process.umask(previous);
+  }
+  return server;
+}
+
+export async function closeAdminSocket(server: http.Server, socketPath: string): Promise<void> {
+  await new Promise<void>((resolve) => {
+    server.close(() => resolve());
+    server.closeIdleConnections();
+  });
+  await unlink(socketPath).catch(() => {});
+}
+
+function socketAnswers(socketPath: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect(socketPath);
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}

@@ -1,0 +1,110 @@
+/**
+ * The config schema. Key names follow the Kong ACME plugin where they mean the
+ * same thing (DESIGN.md), so a Kong user can move a config over. Every object
+ * is strict: a misspelt key is an error, not a silently ignored setting.
+ */
+import { z } from 'zod';
+import { normalizeHostname } from '../hostname.js';
+
+const hostname = z.string().transform((value, ctx) => {
+  try {
+    return normalizeHostname(value);
+  } catch (err) {
+    const hint = value.startsWith('*.') ? ' (wildcard names need dns-01, which acmed does not offer yet)' : '';
+    ctx.addIssue({ code: 'custom', message: `${(err as Error).message}${hint}` });
+    return z.NEVER;
+  }
+});
+
+const hostPattern = z.string().transform((value, ctx) => {
+  try {
+    return normalizeHostname(value, { allowWildcard: true });
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: (err as Error).message });
+    return z.NEVER;
+  }
+});
+
+const listenAddress = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/, 'expected "host:port", e.g. "0.0.0.0:80" or "[::]:80"')
+  .refine((value) => Number(value.slice(value.lastIndexOf(':') + 1)) <= 65535, 'port must be 0..65535');
+
+const fileStorage = z.strictObject({ path: z.string().min(1).default('/var/lib/acmed') });
+
+const redisStorage = z.strictObject({
+  host: z.string().default('127.0.0.1'),
+  port: z.number().int().min(1).max(65535).default(6379),
+  auth: z.string().nullable().default(null),
+  database: z.number().int().min(0).default(0),
+  ssl: z.boolean().default(false),
+  ssl_verify: z.boolean().default(false),
+  ssl_server_name: z.string().nullable().default(null),
+  namespace: z.string().default(''),
+});
+
+const consulStorage = z.strictObject({
+  host: z.string().default('127.0.0.1'),
+  port: z.number().int().min(1).max(65535).default(8500),
+  token: z.string().nullable().default(null),
+  kv_path: z.string().default('acme'),
+  timeout: z.number().int().positive().default(2000),
+  https: z.boolean().default(false),
+});
+
+const vaultStorage = z.strictObject({
+  host: z.string().default('127.0.0.1'),
+  port: z.number().int().min(1).max(65535).default(8200),
+  token: z.string().nullable().default(null),
+  kv_path: z.string().default('acme'),
+  timeout: z.number().int().positive().default(2000),
+  https: z.boolean().default(false),
+  tls_verify: z.boolean().default(true),
+  tls_server_name: z.string().nullable().default(null),
+  auth_method: z.enum(['token', 'kubernetes']).default('token'),
+  auth_path: z.string().nullable().default(null),
+  auth_role: z.string().nullable().default(null),
+  jwt_path: z.string().nullable().default(null),
+});
+
+export const configSchema = z.strictObject({
+  account_email: z.email(),
+  tos_accepted: z.literal(true, {
+    error: 'tos_accepted must be true: acmed registers an ACME account only after you accept the CA\'s terms of service',
+  }),
+  api_uri: z.url().default('https://acme-v02.api.letsencrypt.org/directory'),
+  ca_bundle: z.string().nullable().default(null),
+  cert_type: z.enum(['ecc', 'rsa']).default('ecc'),
+  rsa_key_size: z.union([z.literal(2048), z.literal(3072), z.literal(4096)]).default(4096),
+  domains: z.array(hostPattern).default([]),
+  certificates: z.array(z.strictObject({ names: z.array(hostname).min(1) })).default([]),
+  renew_threshold_days: z.number().positive().nullable().default(null),
+  fail_backoff_minutes: z.number().positive().default(5),
+  eab_kid: z.string().nullable().default(null),
+  eab_hmac_key: z.string().nullable().default(null),
+  preferred_chain: z.string().nullable().default(null),
+  log_level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
+  challenge: z.strictObject({
+    listen: z.array(listenAddress).min(1).default(['0.0.0.0:80']),
+  }).default({ listen: ['0.0.0.0:80'] }),
+  admin: z.strictObject({
+    socket: z.string().min(1).default('/run/acmed/admin.sock'),
+  }).default({ socket: '/run/acmed/admin.sock' }),
+  storage: z.enum(['file', 'memory', 'redis', 'consul', 'vault']).default('file'),
+  storage_config: z.strictObject({
+    file: fileStorage.default(fileStorage.parse({})),
+    redis: redisStorage.default(redisStorage.parse({})),
+    consul: consulStorage.default(consulStorage.parse({})),
+    vault: vaultStorage.default(vaultStorage.parse({})),
+  }).default({
+    file: fileStorage.parse({}),
+    redis: redisStorage.parse({}),
+    consul: consulStorage.parse({}),
+    vault: vaultStorage.parse({}),
+  }),
+}).superRefine((config, ctx) => {
+  if ((config.eab_kid === null) !== (config.eab_hmac_key === null)) {
+    ctx.addIssue({ code: 'custom', path: ['eab_kid'], message: 'eab_kid and eab_hmac_key go together: set both or neither' });
+  }
+});
+
+export type Config = z.output<typeof configSchema>;
+export type StorageName = Config['storage'];

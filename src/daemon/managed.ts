@@ -1,0 +1,34 @@
+/**
+ * Which certificate a host request maps to. A host listed in `certificates:`
+ * gets that certificate (all its names); a host allowed by a `domains`
+ * pattern gets a certificate of its own; anything else is refused before any
+ * ACME request is made.
+ */
+import type { Config } from '../config/schema.js';
+import { matchesPattern, normalizeHostname } from '../hostname.js';
+
+export class HostNotAllowedError extends Error {
+  readonly code = 'HOST_NOT_ALLOWED';
+  constructor(readonly host: string) {
+    super(`${host} is not in "certificates" and matches no "domains" pattern; refusing to order a certificate for it`);
+  }
+}
+
+export interface ManagedCertificate {
+  /** The first name: where the certificate is stored. */
+  name: string;
+  names: string[];
+}
+
+export function configuredCertificates(config: Config): ManagedCertificate[] {
+  return config.certificates.map((c) => ({ name: c.names[0], names: c.names }));
+}
+
+/** Maps a requested host to the certificate that covers it; throws for hosts acmed must not order. */
+export function certificateForHost(config: Config, rawHost: string): ManagedCertificate {
+  const host = normalizeHostname(rawHost);
+  const configured = configuredCertificates(config).find((c) => c.names.includes(host));
+  if (configured) return configured;
+  if (config.domains.some((pattern) => matchesPattern(host, pattern))) return { name: host, names: [host] };
+  throw new HostNotAllowedError(host);
+}

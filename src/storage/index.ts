@@ -1,0 +1,29 @@
+/**
+ * Picks the backend named by `storage`. A backend is one file exporting a
+ * factory; adding one is adding a file and a line here. Backends are loaded
+ * lazily so a file-storage daemon never loads a Redis client.
+ */
+import type { Config } from '../config/schema.js';
+import type { Storage } from './storage.js';
+
+type Factory = (config: Config) => Promise<Storage>;
+
+const backends: Record<Config['storage'], Factory | undefined> = {
+  file: async (config) => (await import('./file.js')).createFileStorage(config.storage_config.file),
+  memory: async () => (await import('./memory.js')).createMemoryStorage(),
+  redis: undefined,
+  consul: undefined,
+  vault: undefined,
+};
+
+export class UnsupportedStorageError extends Error {
+  readonly code = 'STORAGE_UNSUPPORTED';
+}
+
+export async function createStorage(config: Config): Promise<Storage> {
+  const factory = backends[config.storage];
+  if (!factory) throw new UnsupportedStorageError(`storage "${config.storage}" is not available in this build yet`);
+  return factory(config);
+}
+
+export type { Storage, CertificateBundle } from './storage.js';

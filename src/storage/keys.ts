@@ -1,0 +1,29 @@
+/**
+ * Storage key helpers. Key segments are checked here once, so no backend can
+ * be steered outside its namespace (or its directory) by a crafted name.
+ */
+import { normalizeHostname } from '../hostname.js';
+
+const SEGMENT = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,254}$/;
+
+export class InvalidKeyError extends Error {
+  readonly code = 'INVALID_STORAGE_KEY';
+}
+
+export function assertValidKey(key: string): void {
+  const segments = key.split('/');
+  for (const segment of segments) {
+    if (!SEGMENT.test(segment) || segment === '..' || segment.endsWith('.tmp')) {
+      throw new InvalidKeyError(`invalid storage key ${JSON.stringify(key)}`);
+    }
+  }
+}
+
+/** The key names acmed uses, in one place so backends and callers agree. */
+export const keys = {
+  accountKey: 'account/key.pem',
+  accountUrl: 'account/url',
+  lock: (name: string) => `locks/${normalizeHostname(name)}`,
+  challenge: (token: string) => `challenges/${token}`,
+  record: (name: string) => `records/${normalizeHostname(name)}.json`,
+};

@@ -1,0 +1,43 @@
+/**
+ * Per-name locks on top of Storage.add. The lock value is an owner token, so
+ * only the holder releases or extends it; a heartbeat keeps a long order's
+ * lock alive, and the TTL frees the lock of a holder that died.
+ */
+import { randomBytes } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Storage } from './storage.js';
+
+export interface LockOptions {
+  ttlMs?: number;
+  /** How long to wait for a held lock before giving up. */
+  waitMs?: number;
+  pollMs?: number;
+}
+
+export class LockTimeoutError extends Error {
+  readonly code = 'LOCK_TIMEOUT';
+}
+
+export async function withLock<T>(storage: Storage, key: string, fn: () => Promise<T>, opts: LockOptions = {}): Promise<T> {
+  const { ttlMs = 60_000, waitMs = 300_000, pollMs = 250 } = opts;
+  const token = randomBytes(16).toString('hex');
+  const deadline = Date.now() + waitMs;
+  while (!(await storage.add(key, token, ttlMs))) {
+    if (Date.now() >= deadline) throw new LockTimeoutError(`lock ${key} is still held after ${Math.round(waitMs / 1000)} s`);
+    await sleep(pollMs);
+  }
+  const heartbeat = setInterval(() => {
+    void extend(storage, key, token, ttlMs).catch(() => {});
+  }, Math.max(1_000, ttlMs / 3));
+  heartbeat.unref();
+  try {
+    return await fn();
+  } finally {
+    clearInterval(heartbeat);
+    if ((await storage.get(key).catch(() => null)) === token) await storage.delete(key).catch(() => {});
+  }
+}
+
+async function extend(storage: Storage, key: string, token: string, ttlMs: number): Promise<void> {
+  if ((await storage.get(key)) === token) await storage.set(key, token, { ttlMs });
+}

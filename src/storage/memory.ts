@@ -1,0 +1,61 @@
+/**
+ * Memory storage: volatile, one process only (Kong's "shm"). Useful for tests
+ * and throwaway runs; everything is gone on restart, the account included.
+ */
+import { normalizeHostname } from '../hostname.js';
+import { assertValidKey } from './keys.js';
+import type { CertificateBundle, Storage } from './storage.js';
+
+export function createMemoryStorage(opts: { now?: () => number } = {}): Storage {
+  const now = opts.now ?? Date.now;
+  const values = new Map<string, { value: string; expiresAt: number }>();
+  const certificates = new Map<string, CertificateBundle>();
+
+  const live = (key: string) => {
+    assertValidKey(key);
+    const entry = values.get(key);
+    if (entry && entry.expiresAt <= now()) {
+      values.delete(key);
+      return undefined;
+    }
+    return entry;
+  };
+
+  return {
+    kind: 'memory',
+    shared: false,
+    async get(key) {
+      return live(key)?.value ?? null;
+    },
+    async set(key, value, setOpts) {
+      assertValidKey(key);
+      values.set(key, { value, expiresAt: setOpts?.ttlMs ? now() + setOpts.ttlMs : Infinity });
+    },
+    async add(key, value, ttlMs) {
+      if (live(key)) return false;
+      values.set(key, { value, expiresAt: now() + ttlMs });
+      return true;
+    },
+    async delete(key) {
+      assertValidKey(key);
+      values.delete(key);
+    },
+    async list(prefix) {
+      return [...values.keys()].filter((key) => key.startsWith(prefix) && live(key));
+    },
+    async putCertificate(bundle) {
+      certificates.set(normalizeHostname(bundle.name), { ...bundle });
+    },
+    async getCertificate(name) {
+      const bundle = certificates.get(normalizeHostname(name));
+      return bundle ? { ...bundle } : null;
+    },
+    location(name) {
+      return `memory:${normalizeHostname(name)}`;
+    },
+    async listCertificates() {
+      return [...certificates.keys()];
+    },
+    async close() {},
+  };
+}

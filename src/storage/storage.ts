@@ -1,0 +1,48 @@
+/**
+ * The storage contract every backend implements. Five verbs over string keys
+ * and values (get, set, add, delete, list) carry acmed's own state: account,
+ * locks, challenge tokens, backoff records. Two more (putCertificate,
+ * getCertificate) write and read the terminator-facing copy, whose layout is
+ * each backend's own (certbot tree for files, one key for Redis, …).
+ *
+ * Keys are "/"-separated paths of safe segments (see keys.ts).
+ */
+
+/** A certificate with its key, as the terminator consumes it. */
+export interface CertificateBundle {
+  /** The certificate's first name: where it is stored. */
+  name: string;
+  names: string[];
+  /** Leaf certificate PEM. */
+  cert: string;
+  /** Intermediates PEM (without the leaf). */
+  chain: string;
+  /** Leaf followed by intermediates. */
+  fullchain: string;
+  /** Private key PEM (PKCS#8). */
+  privkey: string;
+  notBefore: string;
+  notAfter: string;
+}
+
+export interface Storage {
+  /** Backend name, as in the config's `storage` key. */
+  readonly kind: string;
+  /** True when several acmed instances may share this store. */
+  readonly shared: boolean;
+  get(key: string): Promise<string | null>;
+  set(key: string, value: string, opts?: { ttlMs?: number }): Promise<void>;
+  /** Sets key only if absent (or expired); the lock primitive. True when it was set. */
+  add(key: string, value: string, ttlMs: number): Promise<boolean>;
+  delete(key: string): Promise<void>;
+  /** Keys that start with prefix, in no particular order. */
+  list(prefix: string): Promise<string[]>;
+  /** Writes a certificate so a reader never sees a new fullchain with an old key. */
+  putCertificate(bundle: CertificateBundle): Promise<void>;
+  getCertificate(name: string): Promise<CertificateBundle | null>;
+  /** Where a terminator finds this certificate, for humans ("/var/lib/acmed/live/a.example.com/"). */
+  location(name: string): string;
+  /** Names of the certificates held. */
+  listCertificates(): Promise<string[]>;
+  close(): Promise<void>;
+}
