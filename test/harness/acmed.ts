@@ -4,6 +4,7 @@ import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
+import { connect } from 'node:net';
 import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { stringify } from 'yaml';
@@ -58,7 +59,8 @@ export async function startAcmed(config: Record<string, unknown>, dir?: string):
   child.stderr!.on('data', (d: Buffer) => { output += d.toString(); });
   const exited = new Promise<number | null>((res) => child.once('exit', (code) => { running.delete(child); res(code); }));
 
-  for (let i = 0; !output.includes('"acmed started"'); i++) {
+  // Ready once the admin socket answers (the log level may hide the start line).
+  for (let i = 0; !(await socketAnswers(socketPath)); i++) {
     if (child.exitCode !== null || i > 200) throw new Error(`acmed did not start:\n${output}`);
     await sleep(50);
   }
@@ -75,6 +77,14 @@ export async function startAcmed(config: Record<string, unknown>, dir?: string):
       return exited;
     },
   };
+}
+
+function socketAnswers(path: string): Promise<boolean> {
+  return new Promise((res) => {
+    const socket = connect(path);
+    socket.once('connect', () => { socket.destroy(); res(true); });
+    socket.once('error', () => res(false));
+  });
 }
 
 export function runCli(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<{ code: number; stdout: string; stderr: string }> {
