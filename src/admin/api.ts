@@ -94,7 +94,7 @@ function toErrorResponse(err: unknown): { status: number; body: Record<string, u
     const kind = errorKind(err);
     const retryAfter = err.retryAfterMs !== undefined ? Math.ceil(err.retryAfterMs / 1000) : undefined;
     const status = kind === 'rateLimited' ? 429 : 502;
-    const body: Record<string, unknown> = { message: `the CA refused or failed the order: ${err.message}`, kind };
+    const body: Record<string, unknown> = { message: `ACME order failed: ${err.message}`, kind };
     if (err instanceof AcmeProblemError) body.problem = err.problem;
     if (retryAfter !== undefined) body.retry_after = retryAfter;
     return { status, body, headers: retryAfter !== undefined ? { 'retry-after': String(retryAfter) } : undefined };
