@@ -14,6 +14,7 @@ import { NoncePool } from './nonce-pool.js';
 import { pollUntil, type PollOptions } from './poll.js';
 import { Transport, type TransportResponse } from './transport.js';
 import { readCertificateInfo, splitPemChain } from './certificate-info.js';
+import { ariCertId, parseRenewalInfo, type RenewalInfo } from '../renewal/ari.js';
 
 export interface AcmeEngineOptions {
   directoryUrl: string;
@@ -43,6 +44,17 @@ export interface CertificateRequest {
   names: string[];
   keyType: 'ecc' | 'rsa';
   rsaBits?: number;
+  /** ARI certID of the certificate this one replaces (RFC 9773 `replaces`). */
+  replaces?: string;
+  /** Abandons the order between steps (shutdown). */
+  signal?: AbortSignal;
+}
+
+/** The CA's suggested renewal window for one certificate (RFC 9773). */
+export interface RenewalInfoAnswer {
+  certId: string;
+  window: RenewalInfo;
+  retryAfterMs?: number;
 }
 
 export interface IssuedCertificate {
@@ -129,8 +141,38 @@ export class AcmeEngine {
     this.opts.log.info({ accountUrl: url }, 'registered ACME account');
   }
 
-  /** Runs one order to completion and returns the certificate; throws typed AcmeErrors. */
+  /**
+   * The CA's renewal window for a certificate, or null when the CA offers no
+   * ARI (no `renewalInfo` in its directory). An unauthenticated GET.
+   */
+  async renewalInfo(certPem: string): Promise<RenewalInfoAnswer | null> {
+    const directory = await (this.client as unknown as ClientInternals).http.getDirectory();
+    if (typeof directory.renewalInfo !== 'string') return null;
+    const certId = ariCertId(certPem);
+    const resp = await this.transport.request(`${directory.renewalInfo.replace(/\/$/, '')}/${certId}`, 'get');
+    return { certId, window: parseRenewalInfo(resp.data), retryAfterMs: parseRetryAfter(resp.headers['retry-after']) };
+  }
+
+  /**
+   * Runs one order to completion and returns the certificate; throws typed
+   * AcmeErrors. When the CA says the old certificate was already replaced,
+   * orders once more without `replaces`, as RFC 9773 asks.
+   */
   async issue(request: CertificateRequest, challenges: ChallengePublisher): Promise<IssuedCertificate> {
+    try {
+      return await this.order(request, challenges);
+    } catch (err) {
+      if (request.replaces && err instanceof AcmeProblemError && err.problemType === 'alreadyReplaced') {
+        this.opts.log.info({ names: request.names }, 'CA says the certificate was already replaced; ordering without "replaces"');
+        return this.order({ ...request, replaces: undefined }, challenges);
+      }
+      throw err;
+    }
+  }
+
+  private async order(request: CertificateRequest, challenges: ChallengePublisher): Promise<IssuedCertificate> {
+    const signal = request.signal;
+    signal?.throwIfAborted();
     const startCount = this.transport.requestCount;
     // The key is made while the CA handles the order: RSA 4096 can take a second.
     const keyPromise = request.keyType === 'rsa'
@@ -142,11 +184,13 @@ export class AcmeEngine {
     const mark = (step: string) => this.opts.log.debug({ step, ms: Date.now() - t0, names: request.names }, 'order step');
     const order = await this.client.createOrder({
       identifiers: request.names.map((value) => ({ type: 'dns', value })),
-    }) as unknown as Order;
+      ...(request.replaces ? { replaces: request.replaces } : {}),
+    } as never) as unknown as Order;
     const published: string[] = [];
     try {
       if (order.status === 'pending') {
         const authzs = await this.client.getAuthorizations(order as never) as unknown as Authorization[];
+        signal?.throwIfAborted();
         await Promise.all(authzs.filter((a) => a.status === 'pending').map(async (authz) => {
           const challenge = authz.challenges.find((c) => c.type === 'http-01');
           if (!challenge) {
@@ -161,12 +205,12 @@ export class AcmeEngine {
       mark('challenges answered');
       const firstPoll = this.opts.poll?.firstDelayMs ?? 100;
       const ready = order.status === 'pending'
-        ? await this.waitForOrder(order, ['ready', 'valid'], async () => {
+        ? await this.waitForOrder(order, ['ready', 'valid'], signal, async () => {
           if (challenges.waitForFetches) {
             await challenges.waitForFetches(published, firstPoll);
-            await sleep(SETTLE_AFTER_FETCH_MS);
+            await sleep(SETTLE_AFTER_FETCH_MS, undefined, { signal });
           } else {
-            await sleep(firstPoll);
+            await sleep(firstPoll, undefined, { signal });
           }
         })
         : order;
@@ -175,6 +219,7 @@ export class AcmeEngine {
 
       const api = (this.client as unknown as ClientInternals).api;
       const keyPem = (await keyPromise).toString();
+      signal?.throwIfAborted();
       const [, csr] = await acmeCrypto.createCsr({ commonName: request.names[0], altNames: request.names }, keyPem);
       let final = ready;
       if (final.status !== 'valid') {
@@ -183,7 +228,7 @@ export class AcmeEngine {
         mark('finalized');
         // Issuance is usually quick; a Retry-After from the CA sets the first wait instead.
         const firstWait = parseRetryAfter(resp.headers['retry-after']) ?? FIRST_POLL_AFTER_FINALIZE_MS;
-        if (final.status !== 'valid') final = await this.waitForOrder(final, ['valid'], () => sleep(firstWait));
+        if (final.status !== 'valid') final = await this.waitForOrder(final, ['valid'], signal, () => sleep(firstWait, undefined, { signal }));
       }
       mark('order valid');
       if (final.status !== 'valid') throw await this.explainInvalid(final);
@@ -208,12 +253,12 @@ export class AcmeEngine {
   }
 
   /** Polls the order (not each authorization) until it leaves pending/processing. */
-  private async waitForOrder(order: Order, wanted: string[], initialWait: () => Promise<void>): Promise<Order> {
+  private async waitForOrder(order: Order, wanted: string[], signal: AbortSignal | undefined, initialWait: () => Promise<void>): Promise<Order> {
     const api = (this.client as unknown as ClientInternals).api;
     return pollUntil(async () => {
       const resp = await api.apiRequest(order.url, null, [200]);
       return { value: { ...resp.data, url: order.url } as Order, retryAfterMs: parseRetryAfter(resp.headers['retry-after']) };
-    }, (o) => wanted.includes(o.status) || o.status === 'invalid', { what: `order ${order.url}`, ...this.opts.poll, initialWait });
+    }, (o) => wanted.includes(o.status) || o.status === 'invalid', { what: `order ${order.url}`, ...this.opts.poll, initialWait, signal });
   }
 
   /** Finds the failed challenge behind an invalid order, so the error says why. */

@@ -90,6 +90,9 @@ export function parseRetryAfter(header: string | string[] | undefined, now = Dat
   const value = Array.isArray(header) ? header[0] : header;
   if (!value) return undefined;
   if (/^\d+$/.test(value.trim())) return Number(value.trim()) * 1000;
+  // Every HTTP-date form starts with the day name; without this check V8's
+  // lenient Date.parse reads junk such as "-5" or "1.5" as dates in 2001.
+  if (!/^(Mon|Tue|Wed|Thu|Fri|Sat|Sun)/i.test(value.trim())) return undefined;
   const at = Date.parse(value);
   return Number.isNaN(at) ? undefined : Math.max(0, at - now);
 }

@@ -15,6 +15,8 @@ export interface PollOptions {
   what?: string;
   /** Replaces the first sleep, e.g. "until the CA has fetched the tokens". */
   initialWait?: () => Promise<void>;
+  /** Stops waiting (shutdown); the poll rejects with the abort reason. */
+  signal?: AbortSignal;
 }
 
 export interface PollResult<T> {
@@ -32,7 +34,8 @@ export async function pollUntil<T>(
 ): Promise<T> {
   const { firstDelayMs = 100, factor = 1.6, maxDelayMs = 5_000, timeoutMs = 120_000, what = 'ACME object' } = opts;
   const deadline = Date.now() + timeoutMs;
-  const initialWait = opts.initialWait ?? (() => sleep(firstDelayMs));
+  const { signal } = opts;
+  const initialWait = opts.initialWait ?? (() => sleep(firstDelayMs, undefined, { signal }));
   let delay = firstDelayMs;
   for (let attempt = 0; ; attempt++) {
     if (attempt === 0) {
@@ -40,8 +43,9 @@ export async function pollUntil<T>(
     } else {
       const remaining = deadline - Date.now();
       if (remaining <= 0) throw new AcmeTimeoutError(`${what} did not settle within ${Math.round(timeoutMs / 1000)} s`);
-      await sleep(Math.min(delay, remaining));
+      await sleep(Math.min(delay, remaining), undefined, { signal });
     }
+    signal?.throwIfAborted();
     const { value, retryAfterMs } = await fetchOnce();
     if (isDone(value)) return value;
     delay = retryAfterMs !== undefined

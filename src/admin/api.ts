@@ -7,14 +7,17 @@ import type http from 'node:http';
 import { AcmeError, AcmeProblemError, errorKind } from '../acme/errors.js';
 import { InvalidHostnameError } from '../hostname.js';
 import type { Logger } from '../log.js';
-import type { IssueOutcome } from '../daemon/issuer.js';
+import { BackedOffError, ShuttingDownError, type IssueOutcome } from '../daemon/issuer.js';
+import type { PassResult } from '../renewal/renewer.js';
+import { LockTimeoutError } from '../storage/lock.js';
 import { HostNotAllowedError } from '../daemon/managed.js';
 import { HttpError, readBody, sendJson, truthy } from './http-util.js';
 
 export interface CertificateStatus {
   host: string;
   names: string[];
-  status: 'valid' | 'expired' | 'missing' | 'renewing';
+  /** renewing: an order runs now; failed: the last attempt failed (see last_error, backoff_until). */
+  status: 'valid' | 'expired' | 'missing' | 'renewing' | 'failed';
   not_before: string | null;
   not_after: string | null;
   valid: boolean;
@@ -22,10 +25,16 @@ export interface CertificateStatus {
   issuer_cn: string | null;
   location: string;
   managed: boolean;
+  /** When the renewal loop will renew it (as of its last pass), if known. */
+  renew_at: string | null;
+  failures: number;
+  last_error: string | null;
+  backoff_until: string | null;
 }
 
 export interface AdminBackend {
   issue(host: string, force: boolean): Promise<IssueOutcome>;
+  renew(opts: { only?: string; force?: boolean }): Promise<PassResult>;
   certificates(): Promise<CertificateStatus[]>;
   certificate(host: string): Promise<CertificateStatus | null>;
   health(): Promise<{ ok: boolean; checks: Record<string, string> }>;
@@ -44,6 +53,22 @@ export function createAdminHandler(backend: AdminBackend, log: Logger): http.Req
           ? `certificate for ${outcome.name} is created`
           : `certificate for ${outcome.name} is already valid until ${outcome.notAfter}`;
         sendJson(res, outcome.issued ? 201 : 200, { message, data: outcome });
+      },
+    },
+    {
+      // Kong: renew everything in the background, 202. `?wait=true` (acmed's
+      // addition, used by `acmed renew`) runs the pass now, optionally for one
+      // `host` and with `force`, and answers with what it did.
+      method: 'PATCH', path: /^\/acme$/, handler: async (req, res, _params, url) => {
+        const body = await readBody(req);
+        const only = typeof body.host === 'string' && body.host !== '' ? body.host : undefined;
+        const force = truthy(body.force);
+        if (!truthy(url.searchParams.get('wait'))) {
+          backend.renew({ only, force }).catch((err: Error) => log.error({ err: err.message }, 'background renewal pass failed'));
+          sendJson(res, 202, { message: 'renewal of certificates started' });
+          return;
+        }
+        sendJson(res, 200, { data: await backend.renew({ only, force }) });
       },
     },
     {
@@ -90,6 +115,16 @@ function toErrorResponse(err: unknown): { status: number; body: Record<string, u
   if (err instanceof HttpError) return { status: err.status, body: { message: err.message, ...err.extra } };
   if (err instanceof InvalidHostnameError) return { status: 400, body: { message: err.message } };
   if (err instanceof HostNotAllowedError) return { status: 403, body: { message: err.message } };
+  if (err instanceof BackedOffError) {
+    const retryAfter = Math.max(1, Math.ceil((Date.parse(err.record.until) - Date.now()) / 1000));
+    return {
+      status: 409,
+      body: { message: err.message, kind: 'backoff', backoff_until: err.record.until, failures: err.record.failures },
+      headers: { 'retry-after': String(retryAfter) },
+    };
+  }
+  if (err instanceof ShuttingDownError) return { status: 503, body: { message: err.message, kind: 'shutting_down' } };
+  if (err instanceof LockTimeoutError) return { status: 409, body: { message: err.message, kind: 'locked' } };
   if (err instanceof AcmeError) {
     const kind = errorKind(err);
     const retryAfter = err.retryAfterMs !== undefined ? Math.ceil(err.retryAfterMs / 1000) : undefined;

@@ -35,12 +35,17 @@ export async function listenAdminSocket(socketPath: string, handler: http.Reques
   return server;
 }
 
-export async function closeAdminSocket(server: http.Server, socketPath: string): Promise<void> {
-  await new Promise<void>((resolve) => {
+/**
+ * Stops accepting admin connections at once (and removes the socket file);
+ * the returned promise settles when requests already in flight (a
+ * synchronous `acmed issue`) have been answered.
+ */
+export function closeAdminSocket(server: http.Server, socketPath: string): Promise<void> {
+  const closed = new Promise<void>((resolve) => {
     server.close(() => resolve());
     server.closeIdleConnections();
   });
-  await unlink(socketPath).catch(() => {});
+  return unlink(socketPath).catch(() => {}).then(() => closed);
 }
 
 function socketAnswers(socketPath: string): Promise<boolean> {

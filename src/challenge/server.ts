@@ -23,7 +23,11 @@ export class ChallengeServer {
 
   constructor(private readonly opts: ChallengeServerOptions) {}
 
-  /** Listens on every "host:port" given, and stops listening on the ones no longer given. */
+  /**
+   * Listens on every "host:port" (or "fd:N", a descriptor from socket
+   * activation) given, and stops listening on the ones no longer given.
+   * Tokens live in the token store, not here, so rebinding loses none.
+   */
   async listen(addresses: string[]): Promise<void> {
     for (const [address, server] of this.servers) {
       if (!addresses.includes(address)) {
@@ -59,9 +63,13 @@ export class ChallengeServer {
   }
 
   private createServer(): http.Server {
+    const headersTimeout = this.opts.headersTimeoutMs ?? 10_000;
     const server = http.createServer({
-      headersTimeout: this.opts.headersTimeoutMs ?? 10_000,
+      headersTimeout,
       requestTimeout: this.opts.requestTimeoutMs ?? 15_000,
+      // Node enforces both timeouts only on this sweep (default every 30 s), so
+      // without it a slow client would hold its socket far past headersTimeout.
+      connectionsCheckingInterval: Math.min(1_000, headersTimeout),
       keepAliveTimeout: 5_000,
       maxHeaderSize: 8 * 1024,
     }, (req, res) => {
@@ -102,7 +110,8 @@ function send(res: http.ServerResponse, status: number, body: string): void {
   res.end(res.req.method === 'HEAD' ? undefined : body);
 }
 
-function parseListen(address: string): { host: string; port: number } {
+function parseListen(address: string): { host: string; port: number } | { fd: number } {
+  if (address.startsWith('fd:')) return { fd: Number(address.slice(3)) };
   const colon = address.lastIndexOf(':');
   const host = address.slice(0, colon).replace(/^\[|\]$/g, '');
   return { host, port: Number(address.slice(colon + 1)) };

@@ -1,14 +1,29 @@
 /** Human output for the certificate commands. */
 import type { CertificateStatus } from '../admin/api.js';
 import type { IssueOutcome } from '../daemon/issuer.js';
+import type { PassResult } from '../renewal/renewer.js';
 
 export function formatOutcome(outcome: IssueOutcome): string {
   const verb = outcome.issued ? 'issued' : 'already valid:';
-  return [
+  const lines = [
     `${verb} ${outcome.names.join(', ')}`,
     `  files:   ${outcome.location}`,
     `  expires: ${outcome.notAfter}`,
-  ].join('\n');
+  ];
+  if (outcome.deployHook) {
+    const hook = outcome.deployHook;
+    lines.push(`  deploy hook: ${hook.ok ? 'ok' : hook.timedOut ? 'timed out' : `failed (exit ${hook.exitCode})`}`);
+  }
+  return lines.join('\n');
+}
+
+export function formatPass(result: PassResult): string {
+  const lines = [`checked ${result.checked}: ${result.renewed.length} renewed, ${result.notDue} not due, `
+    + `${result.backedOff.length} in backoff, ${result.failed.length} failed`];
+  for (const name of result.renewed) lines.push(`  renewed   ${name}`);
+  for (const name of result.backedOff) lines.push(`  backoff   ${name}`);
+  for (const f of result.failed) lines.push(`  failed    ${f.name}: ${f.error}`);
+  return lines.join('\n');
 }
 
 export function formatTable(rows: CertificateStatus[]): string {
@@ -29,5 +44,7 @@ export function formatStatus(row: CertificateStatus): string {
     `serial:   ${row.serial_number ?? '-'}`,
     `issuer:   ${row.issuer_cn ?? '-'}`,
     `files:    ${row.location}`,
+    `renew at: ${row.renew_at ?? '-'}`,
+    ...(row.last_error ? [`failures: ${row.failures}`, `error:    ${row.last_error}`, `backoff:  ${row.backoff_until ?? '-'}`] : []),
   ].join('\n');
 }

@@ -6,8 +6,9 @@
 import { Command } from 'commander';
 import type { CertificateStatus } from '../admin/api.js';
 import type { IssueOutcome } from '../daemon/issuer.js';
+import type { PassResult } from '../renewal/renewer.js';
 import { adminRequest, CliError, expectOk } from './admin-client.js';
-import { formatOutcome, formatStatus, formatTable } from './format.js';
+import { formatOutcome, formatPass, formatStatus, formatTable } from './format.js';
 import { resolveSocketPath } from './socket-path.js';
 
 interface ClientFlags {
@@ -51,6 +52,16 @@ clientCommand('issue', 'issue a certificate for <host> now (waits for it); with 
     const resp = await adminRequest<{ data: IssueOutcome }>(resolveSocketPath(flags), 'POST', '/acme', { host, force: flags.force ?? false });
     const { data } = expectOk(resp);
     print(flags, data, formatOutcome(data));
+  });
+
+clientCommand('renew', 'renew what is due now (all certificates, or the one for <host>); waits for the result')
+  .argument('[host]')
+  .option('--force', 'renew even what is not due, and ignore failure backoff')
+  .action(async (host: string | undefined, flags: ClientFlags & { force?: boolean }) => {
+    const resp = await adminRequest<{ data: PassResult }>(resolveSocketPath(flags), 'PATCH', '/acme?wait=true', { host, force: flags.force ?? false });
+    const { data } = expectOk(resp);
+    print(flags, data, formatPass(data));
+    if (data.failed.length > 0 || (host && data.backedOff.length > 0)) process.exitCode = 1;
   });
 
 clientCommand('list', 'list certificates with expiry and status')

@@ -2,7 +2,11 @@
 import { ConfigError, loadConfig } from '../config/load.js';
 import { resolveConfigPath } from '../config/path.js';
 import { Daemon } from '../daemon/daemon.js';
+import { notifySystemd } from '../daemon/systemd.js';
 import { CliError } from './admin-client.js';
+
+/** systemd gives a stop 90 s by default; acmed promises 10. */
+const STOP_DEADLINE_MS = 10_000;
 
 export async function checkConfig(flag?: string): Promise<number> {
   const file = resolveConfigPath(flag);
@@ -27,17 +31,40 @@ export async function runDaemon(flag?: string): Promise<void> {
     throw err;
   }
   const daemon = await Daemon.start({ config });
+  await notifySystemd('--ready', `STATUS=serving ${config.certificates.length} configured certificates`);
+
+  // SIGHUP: reread and validate; a broken file leaves the running config in place.
+  let reloading = Promise.resolve();
+  process.on('SIGHUP', () => {
+    reloading = reloading.then(async () => {
+      await notifySystemd('RELOADING=1');
+      try {
+        await daemon.reload(await loadConfig(file));
+      } catch (err) {
+        if (err instanceof ConfigError) {
+          for (const line of err.lines()) daemon.log.error({ problem: line }, 'config reload rejected; still running on the previous config');
+        } else {
+          daemon.log.error({ err: (err as Error).message }, 'config reload failed; still running on the previous config');
+        }
+      }
+      await notifySystemd('READY=1');
+    });
+  });
+
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
     daemon.log.info({ signal }, 'stopping');
-    const force = setTimeout(() => {
-      daemon.log.error('in-flight work did not finish within 10 s; exiting anyway');
+    void notifySystemd('STOPPING=1');
+    setTimeout(() => {
+      daemon.log.error('shutdown took longer than 10 s; exiting anyway');
       process.exit(1);
-    }, 10_000);
-    force.unref();
-    daemon.stop().then(() => process.exit(0), () => process.exit(1));
+    }, STOP_DEADLINE_MS).unref();
+    daemon.stop().then(() => process.exit(0), (err: Error) => {
+      daemon.log.error({ err: err.message }, 'shutdown failed');
+      process.exit(1);
+    });
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));

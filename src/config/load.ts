@@ -48,7 +48,8 @@ export function parseConfig(text: string, file = '<config>'): Config {
     throw new ConfigError(file, doc.errors.map((e) => ({ ...at(e.pos[0]), message: e.message.split('\n')[0] })));
   }
   const data = doc.toJS() ?? {};
-  const result = configSchema.safeParse(data);
+  // reportInput: zod 4 leaves `input` off issues by default, and describe() needs it to tell "missing" from "wrong type".
+  const result = configSchema.safeParse(data, { reportInput: true });
   if (result.success) return result.data;
   const problems = result.error.issues.map((issue) => ({ ...at(offsetOf(doc, issue)), message: describe(issue) }));
   throw new ConfigError(file, problems);

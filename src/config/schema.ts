@@ -3,6 +3,7 @@
  * same thing (DESIGN.md), so a Kong user can move a config over. Every object
  * is strict: a misspelt key is an error, not a silently ignored setting.
  */
+import { validate as isValidCron } from 'node-cron';
 import { z } from 'zod';
 import { normalizeHostname } from '../hostname.js';
 
@@ -25,7 +26,8 @@ const hostPattern = z.string().transform((value, ctx) => {
   }
 });
 
-const listenAddress = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/, 'expected "host:port", e.g. "0.0.0.0:80" or "[::]:80"')
+// abort: a value that is not host:port at all gets one message, not a second "port" one.
+const listenAddress = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/, { error: 'expected "host:port", e.g. "0.0.0.0:80" or "[::]:80"', abort: true })
   .refine((value) => Number(value.slice(value.lastIndexOf(':') + 1)) <= 65535, 'port must be 0..65535');
 
 const fileStorage = z.strictObject({ path: z.string().min(1).default('/var/lib/acmed') });
@@ -78,6 +80,13 @@ export const configSchema = z.strictObject({
   certificates: z.array(z.strictObject({ names: z.array(hostname).min(1) })).default([]),
   renew_threshold_days: z.number().positive().nullable().default(null),
   fail_backoff_minutes: z.number().positive().default(5),
+  /** node-cron expression for the renewal pass; null: once a day at a minute derived from this machine's name. */
+  renewal_schedule: z.string().refine((v) => isValidCron(v), 'not a valid cron expression (e.g. "17 3 * * *")').nullable().default(null),
+  /** Shell command run after each new certificate, with certbot's RENEWED_LINEAGE / RENEWED_DOMAINS. */
+  deploy_hook: z.string().min(1).nullable().default(null),
+  deploy_hook_timeout_seconds: z.number().positive().max(3600).default(120),
+  /** Also write live/<name>/combined.pem (fullchain + key) for HAProxy. */
+  haproxy_pem: z.boolean().default(false),
   eab_kid: z.string().nullable().default(null),
   eab_hmac_key: z.string().nullable().default(null),
   preferred_chain: z.string().nullable().default(null),
@@ -102,7 +111,9 @@ export const configSchema = z.strictObject({
   }),
 }).superRefine((config, ctx) => {
   if ((config.eab_kid === null) !== (config.eab_hmac_key === null)) {
-    ctx.addIssue({ code: 'custom', path: ['eab_kid'], message: 'eab_kid and eab_hmac_key go together: set both or neither' });
+    // Point at the one that is set: the missing one has no line to point at.
+    const present = config.eab_kid !== null ? 'eab_kid' : 'eab_hmac_key';
+    ctx.addIssue({ code: 'custom', path: [present], message: 'eab_kid and eab_hmac_key go together: set both or neither' });
   }
 });
 

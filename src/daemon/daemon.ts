@@ -1,11 +1,14 @@
 /**
  * The daemon's lifecycle: read the config, open storage, bind the http-01
- * listeners and the admin socket, then issue every configured certificate
- * that storage lacks. The ACME account is loaded lazily and retried, so a CA
- * that is down at boot does not keep acmed (and its admin API) from starting.
+ * listeners and the admin socket, issue every configured certificate that
+ * storage lacks, and keep them renewed. SIGHUP applies a new config without
+ * dropping work; SIGTERM stops taking work, lets running orders finish (or
+ * abandons them cleanly) and exits. The ACME account is loaded lazily and
+ * retried, so a CA that is down at boot does not keep acmed from starting.
  */
 import { readFile } from 'node:fs/promises';
 import type http from 'node:http';
+import { isDeepStrictEqual } from 'node:util';
 import { AcmeEngine } from '../acme/client.js';
 import { createAdminHandler, type AdminBackend, type CertificateStatus } from '../admin/api.js';
 import { closeAdminSocket, listenAdminSocket } from '../admin/server.js';
@@ -14,32 +17,51 @@ import { ChallengeTokens } from '../challenge/tokens.js';
 import type { Config } from '../config/schema.js';
 import { normalizeHostname } from '../hostname.js';
 import { createLogger, type Logger } from '../log.js';
+import { loadBackoff } from '../renewal/backoff-store.js';
+import { Renewer } from '../renewal/renewer.js';
 import { createStorage } from '../storage/index.js';
 import type { Storage } from '../storage/storage.js';
+import { runDeployHook } from './deploy-hook.js';
 import { Issuer } from './issuer.js';
 import { certificateForHost, configuredCertificates } from './managed.js';
 import { statusOf } from './status.js';
+import { activationFds } from './systemd.js';
 
 export interface DaemonOptions {
   config: Config;
   log?: Logger;
+  /** Injectable clock, for renewal and backoff tests. */
   now?: () => number;
 }
+
+/** Running orders get this long to finish on shutdown before they are abandoned. */
+const DRAIN_GRACE_MS = 7_000;
+/** Keys whose change means a new ACME engine (account, CA, trust). */
+const ENGINE_KEYS = ['api_uri', 'ca_bundle', 'account_email', 'eab_kid', 'eab_hmac_key', 'preferred_chain'] as const;
 
 export class Daemon {
   private enginePromise?: Promise<AcmeEngine>;
   private adminServer?: http.Server;
-  private stopping = false;
+  private stopped?: Promise<void>;
+  readonly renewer: Renewer;
 
   private constructor(
-    private config: Config,
+    private current: Config,
     readonly log: Logger,
     readonly storage: Storage,
     readonly tokens: ChallengeTokens,
     readonly challengeServer: ChallengeServer,
     readonly issuer: Issuer,
     private readonly now: () => number,
-  ) {}
+  ) {
+    this.renewer = new Renewer({
+      config: () => this.current, storage, issuer, engine: () => this.engine(), log, now,
+    });
+  }
+
+  get config(): Config {
+    return this.current;
+  }
 
   static async start(opts: DaemonOptions): Promise<Daemon> {
     const config = opts.config;
@@ -56,17 +78,20 @@ export class Daemon {
       log,
       now,
       keyType: () => ({ keyType: daemon!.config.cert_type, rsaBits: daemon!.config.rsa_key_size }),
+      failBackoffMinutes: () => daemon!.config.fail_backoff_minutes,
+      afterIssue: (outcome) => daemon!.runHook(outcome.name, outcome.names, outcome.notAfter),
     });
     daemon = new Daemon(config, log, storage, tokens, challengeServer, issuer, now);
     try {
-      await challengeServer.listen(config.challenge.listen);
+      await challengeServer.listen(daemon.listenAddresses(config));
       daemon.adminServer = await listenAdminSocket(config.admin.socket, createAdminHandler(daemon.adminBackend(), log));
     } catch (err) {
       await daemon.stop();
       throw err;
     }
+    daemon.renewer.start();
     log.info({ challenge: challengeServer.boundAddresses(), admin: config.admin.socket, storage: storage.kind }, 'acmed started');
-    // Load the account now, so the first order does not pay for it.
+    // Load the account now, so the first order does not pay for it; then fill in what is missing.
     void daemon.engine().catch(() => {}).then(() => daemon.issueMissing());
     return daemon;
   }
@@ -74,8 +99,8 @@ export class Daemon {
   /** The ACME engine, created on first use; a failed start is retried on the next use. */
   engine(): Promise<AcmeEngine> {
     if (!this.enginePromise) {
-      const config = this.config;
-      this.enginePromise = (async () => AcmeEngine.create({
+      const config = this.current;
+      const attempt = (async () => AcmeEngine.create({
         directoryUrl: config.api_uri,
         email: config.account_email,
         caBundle: config.ca_bundle ? await readCaBundle(config.ca_bundle) : undefined,
@@ -84,9 +109,10 @@ export class Daemon {
         storage: this.storage,
         log: this.log,
       }))();
-      this.enginePromise.catch((err: Error) => {
-        this.log.error({ err: err.message, api_uri: config.api_uri }, 'cannot reach the ACME account; will retry on the next order');
-        this.enginePromise = undefined;
+      this.enginePromise = attempt;
+      attempt.catch((err: Error) => {
+        this.log.error({ err: err.message, api_uri: config.api_uri }, 'cannot load the ACME account; will retry on the next order');
+        if (this.enginePromise === attempt) this.enginePromise = undefined;
       });
     }
     return this.enginePromise;
@@ -94,8 +120,8 @@ export class Daemon {
 
   /** Issues every configured certificate that storage does not hold yet. */
   async issueMissing(): Promise<void> {
-    for (const cert of configuredCertificates(this.config)) {
-      if (this.stopping) return;
+    for (const cert of configuredCertificates(this.current)) {
+      if (this.issuer.stopping) return;
       try {
         const stored = await this.storage.getCertificate(cert.name);
         if (stored && cert.names.every((n) => stored.names.includes(n))) continue;
@@ -106,19 +132,89 @@ export class Daemon {
     }
   }
 
-  async stop(): Promise<void> {
-    this.stopping = true;
-    if (this.adminServer) await closeAdminSocket(this.adminServer, this.config.admin.socket);
-    await this.issuer.drain();
-    await this.challengeServer.close();
-    if (this.enginePromise) (await this.enginePromise.catch(() => undefined))?.close();
-    await this.storage.close();
-    this.log.info('acmed stopped');
+  /**
+   * Applies a new, already validated config without dropping in-flight work.
+   * Storage settings need a restart (the open store holds locks and tokens);
+   * they are kept as they were, with a warning.
+   */
+  async reload(next: Config): Promise<void> {
+    const previous = this.current;
+    const storageKeys = ['storage', 'storage_config', 'haproxy_pem'] as const;
+    const storageChanged = storageKeys.filter((k) => !isDeepStrictEqual(previous[k], next[k]));
+    if (storageChanged.length > 0) {
+      this.log.warn({ keys: storageChanged }, 'storage settings changed; they take effect on restart');
+    }
+    const applied: Config = { ...next, storage: previous.storage, storage_config: previous.storage_config, haproxy_pem: previous.haproxy_pem };
+    this.current = applied;
+    this.log.level = applied.log_level;
+
+    if (ENGINE_KEYS.some((k) => !isDeepStrictEqual(previous[k], applied[k]))) {
+      // Running orders keep the engine they started with; new ones get a new one.
+      this.enginePromise = undefined;
+    }
+    if (!isDeepStrictEqual(this.listenAddresses(previous), this.listenAddresses(applied))) {
+      await this.challengeServer.listen(this.listenAddresses(applied));
+    }
+    if (previous.admin.socket !== applied.admin.socket) {
+      const old = this.adminServer;
+      this.adminServer = await listenAdminSocket(applied.admin.socket, createAdminHandler(this.adminBackend(), this.log));
+      if (old) await closeAdminSocket(old, previous.admin.socket);
+    }
+    this.renewer.start();
+    this.log.info({ certificates: applied.certificates.length, challenge: this.challengeServer.boundAddresses() }, 'config reloaded');
+    void this.issueMissing();
+  }
+
+  /** Stops taking work, lets running orders finish (abandoning them after a grace period), closes everything. */
+  stop(): Promise<void> {
+    this.stopped ??= (async () => {
+      this.issuer.stopAccepting();
+      // No new admin connections; the ones waiting on an order get their answer below.
+      const adminClosed = this.adminServer ? closeAdminSocket(this.adminServer, this.current.admin.socket) : Promise.resolve();
+      await this.renewer.stop();
+      const drained = await Promise.race([
+        this.issuer.drain().then(() => true),
+        new Promise<boolean>((resolve) => setTimeout(() => resolve(false), DRAIN_GRACE_MS).unref()),
+      ]);
+      const engine = this.enginePromise ? await this.enginePromise.catch(() => undefined) : undefined;
+      if (!drained) {
+        this.log.warn({ running: this.issuer.running }, 'abandoning running orders');
+        this.issuer.abortAll();
+        engine?.close(); // fails requests in flight now instead of after their timeout
+        await this.issuer.drain();
+      }
+      engine?.close();
+      await adminClosed;
+      await this.challengeServer.close();
+      await this.storage.close();
+      this.log.info('acmed stopped');
+    })();
+    return this.stopped;
+  }
+
+  /** Socket activation's descriptors win over challenge.listen. */
+  private listenAddresses(config: Config): string[] {
+    const fds = activationFds();
+    return fds.length > 0 ? fds.map((fd) => `fd:${fd}`) : config.challenge.listen;
+  }
+
+  private async runHook(name: string, names: string[], notAfter: string) {
+    const command = this.current.deploy_hook;
+    if (!command) return undefined;
+    return runDeployHook({
+      command,
+      timeoutMs: this.current.deploy_hook_timeout_seconds * 1000,
+      lineage: this.storage.location(name).replace(/\/$/, ''),
+      names,
+      host: name,
+      notAfter,
+    }, this.log);
   }
 
   private adminBackend(): AdminBackend {
     return {
-      issue: async (host, force) => this.issuer.issue(certificateForHost(this.config, host), { force }),
+      issue: async (host, force) => this.issuer.issue(certificateForHost(this.current, host), { force }),
+      renew: (opts) => this.renewer.pass(opts),
       certificates: () => this.certificateStatuses(),
       certificate: async (host) => {
         const name = normalizeHostname(host);
@@ -139,13 +235,15 @@ export class Daemon {
   }
 
   private async certificateStatuses(): Promise<CertificateStatus[]> {
-    const managed = configuredCertificates(this.config);
+    const managed = configuredCertificates(this.current);
     const names = new Set([...managed.map((c) => c.name), ...(await this.storage.listCertificates())]);
     const running = new Set(this.issuer.running);
     return Promise.all([...names].sort().map(async (name) => statusOf(name, await this.storage.getCertificate(name), {
       storage: this.storage,
       managed: managed.find((c) => c.name === name),
       running: running.has(name),
+      backoff: await loadBackoff(this.storage, name).catch(() => null),
+      renewAt: this.renewer.dueAt(name),
       now: this.now(),
     })));
   }

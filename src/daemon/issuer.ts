@@ -1,23 +1,37 @@
 /**
  * The issuer turns a job (one certificate) into a stored certificate: it
- * joins an identical job already running in this process, takes the
- * certificate's lock in storage (so one instance of several does the work),
- * runs the ACME order, writes the result, and emits one event that logs,
- * metrics and the deploy hook listen to.
+ * joins an identical job already running in this process, refuses a host in
+ * failure backoff, takes the certificate's lock in storage (so one instance
+ * of several does the work), decides again under the lock whether an order
+ * is still needed, runs it, writes the result, records success or failure
+ * for the backoff, and emits one event that logs, metrics and the deploy
+ * hook listen to.
  */
 import { EventEmitter } from 'node:events';
 import type { AcmeEngine } from '../acme/client.js';
-import { errorKind } from '../acme/errors.js';
+import { errorKind, type AcmeError } from '../acme/errors.js';
 import type { Logger } from '../log.js';
+import { clearBackoff, loadBackoff, recordFailure } from '../renewal/backoff-store.js';
+import { isBackedOff, type BackoffRecord } from '../renewal/backoff.js';
 import { keys } from '../storage/keys.js';
-import { withLock } from '../storage/lock.js';
+import { withLock, LockTimeoutError } from '../storage/lock.js';
 import type { CertificateBundle, Storage } from '../storage/storage.js';
 import type { ChallengeTokens } from '../challenge/tokens.js';
+import type { DeployHookRun } from './deploy-hook.js';
 import type { ManagedCertificate } from './managed.js';
 
+/** What to do, decided under the certificate's lock with the freshest stored copy. */
+export interface IssuePlan {
+  issue: boolean;
+  /** ARI certID of the certificate being replaced. */
+  replaces?: string;
+}
+
 export interface IssueOptions {
-  /** Order a new certificate even when a valid one covering the names is stored. */
+  /** Order even when a valid certificate is stored, and even during backoff. */
   force?: boolean;
+  /** Replaces the default "issue when missing or not covering the names" check. */
+  plan?: (stored: CertificateBundle | null) => Promise<IssuePlan>;
 }
 
 export interface IssueOutcome {
@@ -30,6 +44,22 @@ export interface IssueOutcome {
   issued: boolean;
   requests: number;
   durationMs: number;
+  deployHook?: Pick<DeployHookRun, 'ok' | 'exitCode' | 'timedOut' | 'output'>;
+}
+
+export class BackedOffError extends Error {
+  readonly code = 'BACKED_OFF';
+  constructor(readonly name: string, readonly record: BackoffRecord) {
+    super(`${name} is in failure backoff after ${record.failures} failed attempt${record.failures > 1 ? 's' : ''} `
+      + `(last: ${record.lastError}); next try after ${record.until}; use --force to try now`);
+  }
+}
+
+export class ShuttingDownError extends Error {
+  readonly code = 'SHUTTING_DOWN';
+  constructor() {
+    super('acmed is shutting down; no new orders are taken');
+  }
 }
 
 export interface IssuerEvents {
@@ -43,11 +73,16 @@ export interface IssuerOptions {
   tokens: ChallengeTokens;
   log: Logger;
   keyType: () => { keyType: 'ecc' | 'rsa'; rsaBits: number };
+  failBackoffMinutes: () => number;
+  /** Runs after a new certificate is stored (the deploy hook); its result is reported, never fatal. */
+  afterIssue?: (outcome: IssueOutcome) => Promise<DeployHookRun | undefined>;
   now?: () => number;
 }
 
 export class Issuer extends EventEmitter<IssuerEvents> {
   private readonly inflight = new Map<string, Promise<IssueOutcome>>();
+  private readonly shutdown = new AbortController();
+  private accepting = true;
 
   constructor(private readonly opts: IssuerOptions) {
     super();
@@ -59,6 +94,7 @@ export class Issuer extends EventEmitter<IssuerEvents> {
   }
 
   issue(cert: ManagedCertificate, options: IssueOptions = {}): Promise<IssueOutcome> {
+    if (!this.accepting) return Promise.reject(new ShuttingDownError());
     const running = this.inflight.get(cert.name);
     if (running) return running;
     const job = this.run(cert, options).finally(() => this.inflight.delete(cert.name));
@@ -66,7 +102,22 @@ export class Issuer extends EventEmitter<IssuerEvents> {
     return job;
   }
 
-  /** Resolves once every running order has settled (for a clean shutdown). */
+  /** Refuses new jobs; running ones go on. */
+  stopAccepting(): void {
+    this.accepting = false;
+  }
+
+  /** Abandons running orders at their next step; their locks are released and nothing partial is written. */
+  abortAll(): void {
+    this.accepting = false;
+    this.shutdown.abort(new ShuttingDownError());
+  }
+
+  get stopping(): boolean {
+    return !this.accepting;
+  }
+
+  /** Resolves once every running job has settled. */
   async drain(): Promise<void> {
     await Promise.allSettled([...this.inflight.values()]);
   }
@@ -76,14 +127,19 @@ export class Issuer extends EventEmitter<IssuerEvents> {
     const now = this.opts.now ?? Date.now;
     const started = Date.now();
     try {
-      return await withLock(storage, keys.lock(cert.name), async () => {
+      if (!options.force) {
+        const backoff = await loadBackoff(storage, cert.name);
+        if (backoff && isBackedOff(backoff, new Date(now()))) throw new BackedOffError(cert.name, backoff);
+      }
+      const outcome = await withLock(storage, keys.lock(cert.name), async () => {
         // Another instance (or an earlier run) may have done the work meanwhile.
         const stored = await storage.getCertificate(cert.name);
-        if (stored && !options.force && covers(stored, cert.names) && Date.parse(stored.notAfter) > now()) {
-          return this.outcome(cert, stored, false, 0, started);
-        }
+        const plan = options.plan ? await options.plan(stored) : defaultPlan(cert, stored, options, now());
+        if (!plan.issue) return this.outcome(cert, stored!, false, 0, started);
         const engine = await this.opts.engine();
-        const issued = await engine.issue({ names: cert.names, ...this.opts.keyType() }, this.opts.tokens);
+        const issued = await engine.issue({
+          names: cert.names, ...this.opts.keyType(), replaces: plan.replaces, signal: this.shutdown.signal,
+        }, this.opts.tokens);
         const bundle: CertificateBundle = {
           name: cert.name,
           names: cert.names,
@@ -95,18 +151,41 @@ export class Issuer extends EventEmitter<IssuerEvents> {
           notAfter: issued.notAfter.toISOString(),
         };
         await storage.putCertificate(bundle);
-        const outcome = this.outcome(cert, bundle, true, issued.requests, started);
-        log.info({ cert: cert.name, names: cert.names, notAfter: outcome.notAfter, requests: outcome.requests, ms: outcome.durationMs }, 'certificate issued');
-        this.emit('issued', outcome);
-        return outcome;
-      });
+        return this.outcome(cert, bundle, true, issued.requests, started);
+      }, { signal: this.shutdown.signal });
+      if (!outcome.issued) return outcome;
+      await clearBackoff(storage, cert.name).catch((err: Error) => log.warn({ cert: cert.name, err: err.message }, 'could not clear backoff record'));
+      log.info({ cert: cert.name, names: cert.names, notAfter: outcome.notAfter, requests: outcome.requests, ms: outcome.durationMs }, 'certificate issued');
+      const hook = await this.opts.afterIssue?.(outcome);
+      if (hook) outcome.deployHook = { ok: hook.ok, exitCode: hook.exitCode, timedOut: hook.timedOut, output: hook.output };
+      this.emit('issued', outcome);
+      return outcome;
     } catch (err) {
-      const error = err as Error;
-      const kind = errorKind(err);
-      log.warn({ cert: cert.name, names: cert.names, kind, err: error.message }, 'certificate order failed');
-      this.emit('failed', { name: cert.name, names: cert.names, error, kind });
+      await this.recordFailure(cert, err as Error);
       throw err;
     }
+  }
+
+  private async recordFailure(cert: ManagedCertificate, error: Error): Promise<void> {
+    const { storage, log } = this.opts;
+    const kind = errorKind(error);
+    // Refusals, shutdown and a busy lock say nothing about the host: no backoff for them.
+    const countsAsFailure = !(error instanceof BackedOffError || error instanceof ShuttingDownError
+      || error instanceof LockTimeoutError || this.shutdown.signal.aborted);
+    if (countsAsFailure) {
+      const now = this.opts.now ?? Date.now;
+      try {
+        const record = await recordFailure(storage, cert.name, {
+          at: new Date(now()), kind, message: error.message, retryAfterMs: (error as AcmeError).retryAfterMs,
+        }, this.opts.failBackoffMinutes());
+        log.warn({ cert: cert.name, names: cert.names, kind, err: error.message, failures: record.failures, backoffUntil: record.until }, 'certificate order failed');
+      } catch (storeErr) {
+        log.warn({ cert: cert.name, kind, err: error.message, storeErr: (storeErr as Error).message }, 'certificate order failed; backoff not recorded');
+      }
+    } else {
+      log.info({ cert: cert.name, reason: error.message }, 'certificate order not attempted');
+    }
+    this.emit('failed', { name: cert.name, names: cert.names, error, kind });
   }
 
   private outcome(cert: ManagedCertificate, bundle: CertificateBundle, issued: boolean, requests: number, started: number): IssueOutcome {
@@ -123,6 +202,7 @@ export class Issuer extends EventEmitter<IssuerEvents> {
   }
 }
 
-function covers(bundle: CertificateBundle, names: string[]): boolean {
-  return names.every((name) => bundle.names.includes(name));
+function defaultPlan(cert: ManagedCertificate, stored: CertificateBundle | null, options: IssueOptions, now: number): IssuePlan {
+  const valid = stored !== null && cert.names.every((n) => stored.names.includes(n)) && Date.parse(stored.notAfter) > now;
+  return { issue: options.force === true || !valid };
 }

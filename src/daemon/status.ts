@@ -1,31 +1,42 @@
 /** Builds the certificate status rows the admin API and CLI show. */
 import { readCertificateInfo } from '../acme/certificate-info.js';
 import type { CertificateStatus } from '../admin/api.js';
+import type { BackoffRecord } from '../renewal/backoff.js';
 import type { CertificateBundle, Storage } from '../storage/storage.js';
 import type { ManagedCertificate } from './managed.js';
 
-export function statusOf(
-  name: string,
-  bundle: CertificateBundle | null,
-  opts: { storage: Storage; managed?: ManagedCertificate; running: boolean; now: number },
-): CertificateStatus {
-  const base = {
+export interface StatusContext {
+  storage: Storage;
+  managed?: ManagedCertificate;
+  running: boolean;
+  backoff: BackoffRecord | null;
+  renewAt?: Date;
+  now: number;
+}
+
+export function statusOf(name: string, bundle: CertificateBundle | null, ctx: StatusContext): CertificateStatus {
+  const common = {
     host: name,
-    location: opts.storage.location(name),
-    managed: opts.managed !== undefined,
+    location: ctx.storage.location(name),
+    managed: ctx.managed !== undefined,
+    renew_at: ctx.renewAt?.toISOString() ?? null,
+    failures: ctx.backoff?.failures ?? 0,
+    last_error: ctx.backoff?.lastError ?? null,
+    backoff_until: ctx.backoff && Date.parse(ctx.backoff.until) > ctx.now ? ctx.backoff.until : null,
   };
+  const problem = ctx.running ? 'renewing' : ctx.backoff ? 'failed' : undefined;
   if (!bundle) {
     return {
-      ...base, names: opts.managed?.names ?? [name], status: opts.running ? 'renewing' : 'missing',
+      ...common, names: ctx.managed?.names ?? [name], status: problem ?? 'missing',
       not_before: null, not_after: null, valid: false, serial_number: null, issuer_cn: null,
     };
   }
   const info = readCertificateInfo(bundle.cert);
-  const valid = info.notBefore.getTime() <= opts.now && opts.now < info.notAfter.getTime();
+  const valid = info.notBefore.getTime() <= ctx.now && ctx.now < info.notAfter.getTime();
   return {
-    ...base,
+    ...common,
     names: info.names,
-    status: opts.running ? 'renewing' : valid ? 'valid' : 'expired',
+    status: problem ?? (valid ? 'valid' : 'expired'),
     not_before: info.notBefore.toISOString(),
     not_after: info.notAfter.toISOString(),
     valid,

@@ -7,8 +7,8 @@
  * rename, so a reader never sees a new fullchain beside an old key.
  */
 import { randomBytes } from 'node:crypto';
-import { lstat, readdir, readFile, readlink, rename, rm, symlink } from 'node:fs/promises';
-import { join } from 'node:path';
+import { lstat, readdir, readFile, readlink, realpath, rename, rm, symlink } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
 import { normalizeHostname } from '../hostname.js';
 import { readCertificateInfo } from '../acme/certificate-info.js';
 import { ensureDir, fsyncDir, tempPathFor, writeFileAtomic, writeSynced } from './atomic-write.js';
@@ -20,8 +20,29 @@ const TTL_MARK = '#acmed-ttl ';
 const VERSIONS_KEPT = 3;
 const PEM_FILES = ['cert', 'chain', 'fullchain', 'privkey'] as const;
 
+/**
+ * add() calls per state file, chained. O_EXCL alone makes a fresh add
+ * exclusive, but taking over an expired entry is read, remove, create: two
+ * callers that both saw it expired could each remove the other's new file
+ * and both win. Serializing them in-process closes that; the store is not
+ * shared between processes (shared: false).
+ */
+const addQueues = new Map<string, Promise<unknown>>();
+
+function serialized<T>(file: string, fn: () => Promise<T>): Promise<T> {
+  const run = (addQueues.get(file) ?? Promise.resolve()).then(fn);
+  const tail = run.catch(() => {});
+  addQueues.set(file, tail);
+  void tail.then(() => {
+    if (addQueues.get(file) === tail) addQueues.delete(file);
+  });
+  return run;
+}
+
 export interface FileStorageOptions {
   path: string;
+  /** Also write combined.pem (fullchain + key), the single file HAProxy reads. */
+  haproxyPem?: boolean;
   now?: () => number;
 }
 
@@ -63,23 +84,38 @@ export function createFileStorage(opts: FileStorageOptions): Storage {
 
     async add(key, value, ttlMs) {
       const file = statePath(key);
-      await ensureDir(join(file, '..'));
-      for (let attempt = 0; attempt < 2; attempt++) {
-        try {
-          // O_EXCL create: exactly one caller wins, even across processes.
-          await writeSynced(file, encode(value, ttlMs), 0o600, 'wx');
-          return true;
-        } catch (err) {
-          if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-          if ((await readValue(key)) !== null) return false;
-          await rm(file, { force: true }); // expired: clear it and try once more
+      return serialized(resolve(file), async () => {
+        await ensureDir(join(file, '..'));
+        for (let attempt = 0; attempt < 2; attempt++) {
+          try {
+            // O_EXCL create: exactly one caller wins, even across processes.
+            await writeSynced(file, encode(value, ttlMs), 0o600, 'wx');
+            return true;
+          } catch (err) {
+            if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+            if ((await readValue(key)) !== null) return false;
+            await rm(file, { force: true }); // expired: clear it and try once more
+          }
         }
-      }
-      return false;
+        return false;
+      });
     },
 
     async delete(key) {
       await rm(statePath(key), { force: true });
+    },
+
+    // File storage serves one instance (shared: false), so check-then-act is enough here.
+    async compareAndDelete(key, value) {
+      if ((await readValue(key)) !== value) return false;
+      await rm(statePath(key), { force: true });
+      return true;
+    },
+
+    async compareAndExtend(key, value, ttlMs) {
+      if ((await readValue(key)) !== value) return false;
+      await writeFileAtomic(statePath(key), encode(value, ttlMs));
+      return true;
     },
 
     async list(prefix) {
@@ -113,6 +149,7 @@ export function createFileStorage(opts: FileStorageOptions): Storage {
         const mode = file === 'privkey' ? 0o600 : 0o644;
         await writeSynced(join(versionDir, `${file}.pem`), bundle[file], mode, 'wx');
       }
+      if (opts.haproxyPem) await writeSynced(join(versionDir, 'combined.pem'), bundle.fullchain + bundle.privkey, 0o600, 'wx');
       await fsyncDir(versionDir);
 
       const liveDir = join(root, 'live');
@@ -127,11 +164,21 @@ export function createFileStorage(opts: FileStorageOptions): Storage {
     },
 
     async getCertificate(name) {
-      const dir = join(root, 'live', normalizeHostname(name));
+      const live = join(root, 'live', normalizeHostname(name));
       try {
-        const [cert, chain, fullchain, privkey] = await Promise.all(
-          PEM_FILES.map((file) => readFile(join(dir, `${file}.pem`), 'utf8')),
-        );
+        // Resolve live/<name> once, so all four files come from one version
+        // even if putCertificate swaps the link meanwhile; if that version is
+        // pruned under us, resolve again.
+        let files: string[] | undefined;
+        for (let attempt = 0; !files; attempt++) {
+          const dir = await realpath(live);
+          try {
+            files = await Promise.all(PEM_FILES.map((file) => readFile(join(dir, `${file}.pem`), 'utf8')));
+          } catch (err) {
+            if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || attempt >= 2 || (await realpath(live)) === dir) throw err;
+          }
+        }
+        const [cert, chain, fullchain, privkey] = files;
         const info = readCertificateInfo(cert);
         return {
           name: normalizeHostname(name), names: info.names, cert, chain, fullchain, privkey,

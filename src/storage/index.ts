@@ -9,11 +9,11 @@ import type { Storage } from './storage.js';
 type Factory = (config: Config) => Promise<Storage>;
 
 const backends: Record<Config['storage'], Factory | undefined> = {
-  file: async (config) => (await import('./file.js')).createFileStorage(config.storage_config.file),
+  file: async (config) => (await import('./file.js')).createFileStorage({ ...config.storage_config.file, haproxyPem: config.haproxy_pem }),
   memory: async () => (await import('./memory.js')).createMemoryStorage(),
-  redis: undefined,
-  consul: undefined,
-  vault: undefined,
+  redis: async (config) => (await import('./redis.js')).createRedisStorage(config.storage_config.redis),
+  consul: async (config) => (await import('./consul.js')).createConsulStorage(config.storage_config.consul),
+  vault: async (config) => (await import('./vault.js')).createVaultStorage(config.storage_config.vault),
 };
 
 export class UnsupportedStorageError extends Error {

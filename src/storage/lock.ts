@@ -12,6 +12,8 @@ export interface LockOptions {
   /** How long to wait for a held lock before giving up. */
   waitMs?: number;
   pollMs?: number;
+  /** Gives up waiting for the lock (shutdown). */
+  signal?: AbortSignal;
 }
 
 export class LockTimeoutError extends Error {
@@ -19,12 +21,12 @@ export class LockTimeoutError extends Error {
 }
 
 export async function withLock<T>(storage: Storage, key: string, fn: () => Promise<T>, opts: LockOptions = {}): Promise<T> {
-  const { ttlMs = 60_000, waitMs = 300_000, pollMs = 250 } = opts;
+  const { ttlMs = 60_000, waitMs = 300_000, pollMs = 250, signal } = opts;
   const token = randomBytes(16).toString('hex');
   const deadline = Date.now() + waitMs;
   while (!(await storage.add(key, token, ttlMs))) {
     if (Date.now() >= deadline) throw new LockTimeoutError(`lock ${key} is still held after ${Math.round(waitMs / 1000)} s`);
-    await sleep(pollMs);
+    await sleep(pollMs, undefined, { signal });
   }
   const heartbeat = setInterval(() => {
     void extend(storage, key, token, ttlMs).catch(() => {});

@@ -40,6 +40,17 @@ export function createMemoryStorage(opts: { now?: () => number } = {}): Storage 
       assertValidKey(key);
       values.delete(key);
     },
+    async compareAndDelete(key, value) {
+      if (live(key)?.value !== value) return false;
+      values.delete(key);
+      return true;
+    },
+    async compareAndExtend(key, value, ttlMs) {
+      const entry = live(key);
+      if (entry?.value !== value) return false;
+      entry.expiresAt = now() + ttlMs;
+      return true;
+    },
     async list(prefix) {
       return [...values.keys()].filter((key) => key.startsWith(prefix) && live(key));
     },

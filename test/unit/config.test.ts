@@ -1,0 +1,305 @@
+// Config loading: defaults, and every problem reported as file:line:col
+// pointing at the offending key or value.
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { ConfigError, loadConfig, parseConfig } from '../../src/config/load.js';
+
+const run = promisify(execFile);
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const BASE = 'account_email: ops@example.com\ntos_accepted: true\n';
+
+/** Parses text that must be invalid and returns its ConfigError. */
+function problemsOf(text: string, file = 'acmed.yaml'): ConfigError {
+  try {
+    parseConfig(text, file);
+  } catch (err) {
+    assert.ok(err instanceof ConfigError, `expected ConfigError, got ${String(err)}`);
+    return err;
+  }
+  assert.fail('config was accepted but should have been rejected');
+}
+
+/** 1-based line and column of the first occurrence of needle (after `from` lines). */
+function posOf(text: string, needle: string, fromLine = 1): { line: number; col: number } {
+  const lines = text.split('\n');
+  for (let i = fromLine - 1; i < lines.length; i++) {
+    const col = lines[i].indexOf(needle);
+    if (col >= 0) return { line: i + 1, col: col + 1 };
+  }
+  throw new Error(`needle ${needle} not in text`);
+}
+
+/** Asserts exactly one problem, at the position of needle, whose message matches. */
+function assertOneProblem(text: string, needle: string, message: RegExp, fromLine = 1): void {
+  const err = problemsOf(text);
+  assert.equal(err.problems.length, 1, err.lines().join('\n'));
+  const { line, col } = posOf(text, needle, fromLine);
+  const [printed] = err.lines();
+  assert.match(printed, new RegExp(`^acmed\\.yaml:${line}:${col}: `), printed);
+  assert.match(printed, message);
+}
+
+describe('defaults', () => {
+  test('a minimal config gets every default', () => {
+    const config = parseConfig(BASE);
+    assert.equal(config.account_email, 'ops@example.com');
+    assert.equal(config.tos_accepted, true);
+    assert.equal(config.storage, 'file');
+    assert.deepEqual(config.challenge.listen, ['0.0.0.0:80']);
+    assert.equal(config.cert_type, 'ecc');
+    assert.equal(config.rsa_key_size, 4096);
+    assert.equal(config.api_uri, 'https://acme-v02.api.letsencrypt.org/directory');
+    assert.equal(config.fail_backoff_minutes, 5);
+    assert.equal(config.renew_threshold_days, null);
+    assert.equal(config.eab_kid, null);
+    assert.equal(config.eab_hmac_key, null);
+    assert.equal(config.preferred_chain, null);
+    assert.equal(config.ca_bundle, null);
+    assert.deepEqual(config.domains, []);
+    assert.deepEqual(config.certificates, []);
+    assert.equal(config.admin.socket, '/run/acmed/admin.sock');
+    assert.equal(config.storage_config.file.path, '/var/lib/acmed');
+    assert.equal(config.storage_config.redis.port, 6379);
+    assert.equal(config.storage_config.consul.kv_path, 'acme');
+    assert.equal(config.storage_config.vault.auth_method, 'token');
+  });
+
+  test('a partly given nested object keeps defaults for the rest', () => {
+    const config = parseConfig(`${BASE}storage_config:\n  redis:\n    port: 6380\n`);
+    assert.equal(config.storage_config.redis.port, 6380);
+    assert.equal(config.storage_config.redis.host, '127.0.0.1');
+    assert.equal(config.storage_config.file.path, '/var/lib/acmed');
+  });
+
+  test('certificate names and domain patterns are normalized', () => {
+    const config = parseConfig(`${BASE}domains: ["*.Example.COM", "example.org."]\ncertificates:\n  - names: [WWW.Example.com.]\n`);
+    assert.deepEqual(config.domains, ['*.example.com', 'example.org']);
+    assert.deepEqual(config.certificates, [{ names: ['www.example.com'] }]);
+  });
+
+  test('explicit values override defaults', () => {
+    const config = parseConfig(`${BASE}cert_type: rsa\nrsa_key_size: 2048\nstorage: memory\nchallenge:\n  listen: ["127.0.0.1:5002", "[::1]:5002"]\n`);
+    assert.equal(config.cert_type, 'rsa');
+    assert.equal(config.rsa_key_size, 2048);
+    assert.equal(config.storage, 'memory');
+    assert.deepEqual(config.challenge.listen, ['127.0.0.1:5002', '[::1]:5002']);
+  });
+});
+
+describe('problems point at file:line:col', () => {
+  test('unknown top-level key points at the key', () => {
+    const text = `${BASE}cert_type: ecc\ncolour: blue\n`;
+    assertOneProblem(text, 'colour', /unknown key "colour"/);
+  });
+
+  test('unknown nested key points at the nested key', () => {
+    const text = `${BASE}storage_config:\n  file:\n    path: /srv/acmed\n    colour: blue\n`;
+    const err = problemsOf(text);
+    assert.equal(err.problems.length, 1);
+    assert.deepEqual({ line: err.problems[0].line, col: err.problems[0].col }, posOf(text, 'colour'));
+    assert.deepEqual(posOf(text, 'colour'), { line: 6, col: 5 });
+    assert.match(err.problems[0].message, /storage_config\.file: unknown key "colour"/);
+  });
+
+  test('wrong enum value points at the value', () => {
+    const text = `${BASE}cert_type: dsa\n`;
+    assertOneProblem(text, 'dsa', /cert_type: .*"ecc".*"rsa"/);
+  });
+
+  test('tos_accepted false points at the value', () => {
+    const text = 'account_email: ops@example.com\ntos_accepted: false\n';
+    assertOneProblem(text, 'false', /tos_accepted must be true/);
+  });
+
+  test('tos_accepted missing is reported at the mapping it belongs in', () => {
+    const text = '# acmed\n\naccount_email: ops@example.com\n';
+    assertOneProblem(text, 'account_email', /tos_accepted: .*must be true/);
+  });
+
+  test('invalid email points at the value', () => {
+    const text = 'tos_accepted: true\naccount_email: "ops at example"\n';
+    assertOneProblem(text, '"ops at example"', /account_email: .*email/i);
+  });
+
+  test('a value of the wrong type says so, not "required"', () => {
+    const text = `${BASE}fail_backoff_minutes: soon\n`;
+    const err = problemsOf(text);
+    assert.equal(err.problems.length, 1);
+    assert.deepEqual({ line: err.problems[0].line, col: err.problems[0].col }, posOf(text, 'soon'));
+    assert.match(err.problems[0].message, /^fail_backoff_minutes: /);
+    assert.doesNotMatch(err.problems[0].message, /required/);
+    assert.match(err.problems[0].message, /number/);
+  });
+
+  test('a missing required key says "required"', () => {
+    const err = problemsOf('tos_accepted: true\n');
+    assert.equal(err.problems.length, 1);
+    assert.equal(err.problems[0].message, 'account_email: required');
+  });
+
+  const hostile: [string, string, RegExp][] = [
+    ['path traversal', '../etc', /invalid host name "\.\.\/etc"/],
+    ['slash', 'a/b.example.com', /invalid host name "a\/b\.example\.com"/],
+    ['raw unicode', 'bücher.example', /non-ASCII.*xn--/],
+    ['overlong label', `${'a'.repeat(64)}.example.com`, /label longer than 63/],
+    ['wildcard', '*.example.com', /wildcard names need dns-01/],
+  ];
+  for (const [what, name, message] of hostile) {
+    test(`certificate name rejected: ${what}`, () => {
+      const text = `${BASE}certificates:\n  - names:\n      - good.example.com\n      - "${name}"\n`;
+      assertOneProblem(text, `"${name}"`, message);
+      assert.match(problemsOf(text).problems[0].message, /^certificates\.0\.names\.1: /);
+    });
+  }
+
+  test('hostile names in a flow list each get their own column', () => {
+    const text = `${BASE}certificates:\n  - names: [ok.example.com, "../etc", a/b.example.com]\n`;
+    const err = problemsOf(text);
+    assert.equal(err.problems.length, 2, err.lines().join('\n'));
+    assert.deepEqual({ line: err.problems[0].line, col: err.problems[0].col }, posOf(text, '"../etc"'));
+    assert.deepEqual({ line: err.problems[1].line, col: err.problems[1].col }, posOf(text, 'a/b.example.com'));
+  });
+
+  test('wildcards are fine in domains but not two deep', () => {
+    const text = `${BASE}domains:\n  - "*.example.com"\n  - "*.*.example.com"\n`;
+    assertOneProblem(text, '"*.*.example.com"', /domains\.1: invalid host name/);
+  });
+
+  test('bad listen addresses point at the element, one message each', () => {
+    const text = `${BASE}challenge:\n  listen:\n    - 127.0.0.1:80\n    - nope\n    - 127.0.0.1:70000\n`;
+    const err = problemsOf(text);
+    assert.equal(err.problems.length, 2, err.lines().join('\n'));
+    const [notHostPort, badPort] = err.problems;
+    assert.deepEqual({ line: notHostPort.line, col: notHostPort.col }, posOf(text, 'nope'));
+    assert.match(notHostPort.message, /challenge\.listen\.1: expected "host:port"/);
+    assert.deepEqual({ line: badPort.line, col: badPort.col }, posOf(text, '127.0.0.1:70000'));
+    assert.match(badPort.message, /challenge\.listen\.2: port must be 0\.\.65535/);
+  });
+
+  test('YAML syntax error points at the offending spot', () => {
+    const text = `${BASE}cert_type: ecc: rsa\nstorage: file\n`;
+    const err = problemsOf(text);
+    assert.ok(err.problems.length >= 1);
+    assert.deepEqual({ line: err.problems[0].line, col: err.problems[0].col }, posOf(text, 'ecc: rsa'));
+    assert.match(err.lines()[0], /^acmed\.yaml:3:12: \S/);
+  });
+
+  test('duplicate keys are a syntax problem on the second key', () => {
+    const text = `${BASE}storage: file\nstorage: memory\n`;
+    const err = problemsOf(text);
+    assert.equal(err.problems.length, 1);
+    assert.deepEqual({ line: err.problems[0].line, col: err.problems[0].col }, { line: 4, col: 1 });
+    assert.match(err.problems[0].message, /unique/i);
+  });
+
+  test('eab_kid without eab_hmac_key points at eab_kid', () => {
+    const text = `${BASE}eab_kid: kid-1\n`;
+    assertOneProblem(text, 'kid-1', /eab_kid and eab_hmac_key go together/);
+  });
+
+  test('eab_hmac_key without eab_kid points at eab_hmac_key', () => {
+    const text = `${BASE}eab_hmac_key: c2VjcmV0\n`;
+    assertOneProblem(text, 'c2VjcmV0', /eab_kid and eab_hmac_key go together/);
+  });
+
+  test('eab_kid with eab_hmac_key is accepted', () => {
+    const config = parseConfig(`${BASE}eab_kid: kid-1\neab_hmac_key: c2VjcmV0\n`);
+    assert.equal(config.eab_kid, 'kid-1');
+    assert.equal(config.eab_hmac_key, 'c2VjcmV0');
+  });
+
+  test('several problems at once are all reported, each at its own line', () => {
+    const text = [
+      'account_email: nobody',
+      'tos_accepted: false',
+      'cert_type: dsa',
+      'colour: blue',
+      'storage_config:',
+      '  file:',
+      '    colour: red',
+      '',
+    ].join('\n');
+    const err = problemsOf(text);
+    const at = err.problems.map((p) => `${p.line}:${p.col}`).sort();
+    assert.deepEqual(at, ['1:16', '2:15', '3:12', '4:1', '7:5']);
+    assert.equal(err.lines().length, 5);
+    assert.equal(err.message, err.lines().join('\n'));
+    for (const line of err.lines()) assert.match(line, /^acmed\.yaml:\d+:\d+: \S/);
+  });
+});
+
+describe('loadConfig', () => {
+  let dir: string;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'acmed-config-test-'));
+  });
+  after(() => rm(dir, { recursive: true, force: true }));
+
+  test('reads and validates a file', async (t) => {
+    t.after(() => rm(join(dir, 'good.yaml'), { force: true }));
+    await writeFile(join(dir, 'good.yaml'), `${BASE}storage: memory\n`);
+    const config = await loadConfig(join(dir, 'good.yaml'));
+    assert.equal(config.storage, 'memory');
+  });
+
+  test('a missing file is one problem naming the file', async () => {
+    const file = join(dir, 'does-not-exist.yaml');
+    await assert.rejects(loadConfig(file), (err: unknown) => {
+      assert.ok(err instanceof ConfigError);
+      assert.equal(err.file, file);
+      assert.equal(err.problems.length, 1);
+      assert.match(err.lines()[0], new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}:\\d+:\\d+: cannot read config: file not found$`));
+      return true;
+    });
+  });
+
+  test('problems in a file carry its path', async () => {
+    const file = join(dir, 'bad.yaml');
+    await writeFile(file, `${BASE}colour: blue\n`);
+    await assert.rejects(loadConfig(file), (err: unknown) => {
+      assert.ok(err instanceof ConfigError);
+      assert.deepEqual(err.lines(), [`${file}:3:1: unknown key "colour"`]);
+      return true;
+    });
+    await rm(file);
+  });
+});
+
+describe('acmed check-config (real CLI)', () => {
+  let dir: string;
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'acmed-check-config-'));
+    // bin/acmed runs the compiled CLI; build it once if nobody has yet.
+    if (!existsSync(join(ROOT, 'dist', 'cli', 'index.js'))) {
+      await run(process.execPath, [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], { cwd: ROOT });
+    }
+  });
+  after(() => rm(dir, { recursive: true, force: true }));
+
+  test('exits 1 and prints file:line:col lines on stderr for a bad file', async () => {
+    const file = join(dir, 'bad.yaml');
+    await writeFile(file, 'account_email: nobody\ntos_accepted: true\ncolour: blue\n');
+    const result = await run(process.execPath, [join(ROOT, 'bin', 'acmed'), 'check-config', '--config', file], { cwd: dir })
+      .then(() => ({ code: 0, stdout: '', stderr: '' }), (err: { code: number; stdout: string; stderr: string }) => err);
+    assert.equal(result.code, 1);
+    const lines = result.stderr.trim().split('\n').sort();
+    assert.equal(lines.length, 2, result.stderr);
+    assert.match(lines[0], new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}:1:16: account_email: `));
+    assert.equal(lines[1], `${file}:3:1: unknown key "colour"`);
+  });
+
+  test('exits 0 for a good file', async () => {
+    const file = join(dir, 'good.yaml');
+    await writeFile(file, `${BASE}storage: memory\nchallenge:\n  listen: ["127.0.0.1:5002"]\n`);
+    const { stdout, stderr } = await run(process.execPath, [join(ROOT, 'bin', 'acmed'), 'check-config', '--config', file], { cwd: dir });
+    assert.equal(stderr, '');
+    assert.equal(stdout, `${file}: ok\n`);
+  });
+});
