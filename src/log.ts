@@ -1,7 +1,8 @@
 /**
  * The one pino logger. Redaction lives here so no caller can forget it: keys,
- * EAB secrets, tokens and key authorizations are censored by path wherever
- * they appear in a log object.
+ * EAB secrets, tokens and key authorizations are censored by path, up to
+ * three levels deep in a log object (pino has no "any depth" wildcard, so
+ * callers log flat objects, never a whole config).
  */
 import { pino, type Logger, type DestinationStream } from 'pino';
 
@@ -16,6 +17,7 @@ export const REDACT_PATHS = [
   ...SECRET_KEYS,
   ...SECRET_KEYS.map((k) => `*.${k}`),
   ...SECRET_KEYS.map((k) => `*.*.${k}`),
+  ...SECRET_KEYS.map((k) => `*.*.*.${k}`),
   'req.headers.authorization',
 ];
 

@@ -30,13 +30,37 @@ export async function runDaemon(flag?: string): Promise<void> {
     if (err instanceof ConfigError) throw new CliError(`invalid config:\n${err.lines().join('\n')}`);
     throw err;
   }
-  const daemon = await Daemon.start({ config });
-  await notifySystemd('--ready', `STATUS=serving ${config.certificates.length} configured certificates`);
+  // Signals are caught from here on, so a stop that arrives while the daemon starts is not lost.
+  let daemon: Daemon | undefined;
+  let stopRequested: string | undefined;
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (!daemon) {
+      stopRequested = signal;
+      return;
+    }
+    if (stopping) return;
+    stopping = true;
+    const running = daemon;
+    running.log.info({ signal }, 'stopping');
+    void notifySystemd('STOPPING=1');
+    setTimeout(() => {
+      running.log.error('shutdown took longer than 10 s; exiting anyway');
+      process.exit(1);
+    }, STOP_DEADLINE_MS).unref();
+    running.stop().then(() => process.exit(0), (err: Error) => {
+      running.log.error({ err: err.message }, 'shutdown failed');
+      process.exit(1);
+    });
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
 
   // SIGHUP: reread and validate; a broken file leaves the running config in place.
   let reloading = Promise.resolve();
   process.on('SIGHUP', () => {
     reloading = reloading.then(async () => {
+      if (!daemon || stopping) return;
       await notifySystemd('RELOADING=1');
       try {
         await daemon.reload(await loadConfig(file));
@@ -51,21 +75,10 @@ export async function runDaemon(flag?: string): Promise<void> {
     });
   });
 
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    daemon.log.info({ signal }, 'stopping');
-    void notifySystemd('STOPPING=1');
-    setTimeout(() => {
-      daemon.log.error('shutdown took longer than 10 s; exiting anyway');
-      process.exit(1);
-    }, STOP_DEADLINE_MS).unref();
-    daemon.stop().then(() => process.exit(0), (err: Error) => {
-      daemon.log.error({ err: err.message }, 'shutdown failed');
-      process.exit(1);
-    });
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+  daemon = await Daemon.start({ config });
+  if (stopRequested) {
+    stop(stopRequested);
+    return;
+  }
+  await notifySystemd('--ready', `STATUS=serving ${config.certificates.length} configured certificates`);
 }
