@@ -38,6 +38,7 @@ export interface AdminBackend {
   certificates(): Promise<CertificateStatus[]>;
   certificate(host: string): Promise<CertificateStatus | null>;
   health(): Promise<{ ok: boolean; checks: Record<string, string> }>;
+  metrics(): Promise<{ contentType: string; body: string }>;
 }
 
 type Handler = (req: http.IncomingMessage, res: http.ServerResponse, params: string[], url: URL) => Promise<void>;
@@ -83,6 +84,13 @@ export function createAdminHandler(backend: AdminBackend, log: Logger): http.Req
         const found = await backend.certificate(decodeURIComponent(host));
         if (!found) throw new HttpError(404, `no certificate for ${decodeURIComponent(host)}`);
         sendJson(res, 200, { data: found });
+      },
+    },
+    {
+      method: 'GET', path: /^\/metrics$/, handler: async (_req, res) => {
+        const { contentType, body } = await backend.metrics();
+        res.writeHead(200, { 'content-type': contentType, 'content-length': Buffer.byteLength(body) });
+        res.end(body);
       },
     },
     {

@@ -22,6 +22,8 @@ export class ChallengeTokens implements ChallengePublisher {
   private readonly local = new Map<string, string>();
   /** Emits 'fetched' (token) when this instance serves a token to a validator. */
   private readonly fetches = new EventEmitter();
+  /** Lookups answered and missed, for metrics. */
+  readonly stats = { hits: 0, misses: 0 };
 
   constructor(private readonly storage?: Storage) {}
 
@@ -37,6 +39,13 @@ export class ChallengeTokens implements ChallengePublisher {
   }
 
   async lookup(token: string): Promise<string | undefined> {
+    const found = await this.find(token);
+    if (found === undefined) this.stats.misses++;
+    else this.stats.hits++;
+    return found;
+  }
+
+  private async find(token: string): Promise<string | undefined> {
     if (!isValidToken(token)) return undefined;
     const local = this.local.get(token);
     if (local !== undefined) this.fetches.emit('fetched', token);

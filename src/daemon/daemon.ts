@@ -10,7 +10,9 @@ import { readFile } from 'node:fs/promises';
 import type http from 'node:http';
 import { isDeepStrictEqual } from 'node:util';
 import { AcmeEngine } from '../acme/client.js';
+import type { Registry } from 'prom-client';
 import { createAdminHandler, type AdminBackend, type CertificateStatus } from '../admin/api.js';
+import { createMetrics } from '../admin/metrics.js';
 import { closeAdminSocket, listenAdminSocket } from '../admin/server.js';
 import { ChallengeServer } from '../challenge/server.js';
 import { ChallengeTokens } from '../challenge/tokens.js';
@@ -41,6 +43,9 @@ const ENGINE_KEYS = ['api_uri', 'ca_bundle', 'account_email', 'eab_kid', 'eab_hm
 
 export class Daemon {
   private enginePromise?: Promise<AcmeEngine>;
+  /** The engine once loaded, for metrics. */
+  private loadedEngine?: AcmeEngine;
+  private readonly metrics: Registry;
   private adminServer?: http.Server;
   private stopped?: Promise<void>;
   readonly renewer: Renewer;
@@ -56,6 +61,13 @@ export class Daemon {
   ) {
     this.renewer = new Renewer({
       config: () => this.current, storage, issuer, engine: () => this.engine(), log, now,
+    });
+    this.metrics = createMetrics({
+      issuer,
+      storage,
+      acmeRequests: () => this.loadedEngine?.requestCount,
+      challengeStats: () => tokens.stats,
+      storageHealthy: async () => (await this.health()).ok,
     });
   }
 
@@ -110,7 +122,9 @@ export class Daemon {
         log: this.log,
       }))();
       this.enginePromise = attempt;
-      attempt.catch((err: Error) => {
+      attempt.then((engine) => {
+        this.loadedEngine = engine;
+      }, (err: Error) => {
         this.log.error({ err: err.message, api_uri: config.api_uri }, 'cannot load the ACME account; will retry on the next order');
         if (this.enginePromise === attempt) this.enginePromise = undefined;
       });
@@ -221,17 +235,20 @@ export class Daemon {
         const all = await this.certificateStatuses();
         return all.find((c) => c.host === name) ?? all.find((c) => c.names.includes(name)) ?? null;
       },
-      health: async () => {
-        const checks: Record<string, string> = {};
-        try {
-          await this.storage.list('locks/');
-          checks.storage = 'ok';
-        } catch (err) {
-          checks.storage = (err as Error).message;
-        }
-        return { ok: checks.storage === 'ok', checks };
-      },
+      health: () => this.health(),
+      metrics: async () => ({ contentType: this.metrics.contentType, body: await this.metrics.metrics() }),
     };
+  }
+
+  private async health(): Promise<{ ok: boolean; checks: Record<string, string> }> {
+    const checks: Record<string, string> = {};
+    try {
+      await this.storage.list('locks/');
+      checks.storage = 'ok';
+    } catch (err) {
+      checks.storage = (err as Error).message;
+    }
+    return { ok: checks.storage === 'ok', checks };
   }
 
   private async certificateStatuses(): Promise<CertificateStatus[]> {

@@ -223,3 +223,27 @@ test('a client command with no daemon running prints one clear line', async () =
   assert.equal(result.stderr.trim(), `acmed: acmed is not running (no daemon answers on ${join(dir, 'no-such.sock')}); start it with "acmed run"`);
   assert.ok(ACMED_BIN.endsWith('bin/acmed'));
 });
+
+test('GET /metrics and /healthz on the admin socket', async () => {
+  const get = (path: string) => new Promise<{ status: number; type: string; body: string }>((resolve, reject) => {
+    http.get({ socketPath: acmed.socketPath, path }, (res) => {
+      let body = '';
+      res.on('data', (d) => { body += d; });
+      res.on('end', () => resolve({ status: res.statusCode!, type: String(res.headers['content-type']), body }));
+    }).on('error', reject);
+  });
+  const health = await get('/healthz');
+  assert.equal(health.status, 200);
+  assert.equal(JSON.parse(health.body).status, 'ok');
+  const metrics = await get('/metrics');
+  assert.equal(metrics.status, 200);
+  assert.match(metrics.type, /^text\/plain/);
+  const issued = Number(/^acmed_orders_total\{result="issued",kind=""\} (\d+)$/m.exec(metrics.body)?.[1]);
+  assert.ok(issued >= 1, metrics.body.slice(0, 2000));
+  const notAfter = Number(/^acmed_certificate_not_after_seconds\{name="a\.example\.com"\} (\d+)$/m.exec(metrics.body)?.[1]);
+  const cert = new X509Certificate(await readFile(join(acmed.storagePath, 'live', 'a.example.com', 'cert.pem')));
+  assert.equal(notAfter, Date.parse(cert.validTo) / 1000);
+  assert.ok(Number(/^acmed_acme_requests (\d+)$/m.exec(metrics.body)?.[1]) > 0);
+  assert.ok(Number(/^acmed_http01_lookups\{result="hit"\} (\d+)$/m.exec(metrics.body)?.[1]) > 0);
+  assert.match(metrics.body, /^acmed_storage_up 1$/m);
+});
