@@ -3,5 +3,5 @@
 # runs the unit tests and the end-to-end tests against real Pebble and lego.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install-deps.sh lego
+bash scripts/install-deps.sh lego redis-server
 node --import tsx --test --test-concurrency=1 test/unit/*.test.ts test/e2e/*.test.ts

@@ -41,6 +41,8 @@ const redisStorage = z.strictObject({
   ssl_verify: z.boolean().default(false),
   ssl_server_name: z.string().nullable().default(null),
   namespace: z.string().default(''),
+  /** Milliseconds a Redis call may take (acmed's addition, like consul/vault's timeout). */
+  timeout: z.number().int().positive().default(2000),
 });
 
 const consulStorage = z.strictObject({
@@ -98,6 +100,16 @@ export const configSchema = z.strictObject({
     socket: z.string().min(1).default('/run/acmed/admin.sock'),
   }).default({ socket: '/run/acmed/admin.sock' }),
   storage: z.enum(['file', 'memory', 'redis', 'consul', 'vault']).default('file'),
+  /**
+   * Several acmed instances share this storage (and answer http-01 for each
+   * other). Redis, Consul and Vault are always treated as shared; file storage
+   * becomes shared (a network file system); memory storage is refused.
+   */
+  cluster: z.boolean().default(false),
+  /** Encrypts acmed's records and the account key at rest (AES-256-GCM); see README. */
+  keyring_key_file: z.string().min(1).nullable().default(null),
+  /** How long a certificate's lock outlives a holder that stopped renewing it (a dead instance). */
+  lock_ttl_seconds: z.number().int().min(5).max(3600).default(60),
   storage_config: z.strictObject({
     file: fileStorage.default(fileStorage.parse({})),
     redis: redisStorage.default(redisStorage.parse({})),
@@ -110,6 +122,9 @@ export const configSchema = z.strictObject({
     vault: vaultStorage.parse({}),
   }),
 }).superRefine((config, ctx) => {
+  if (config.cluster && config.storage === 'memory') {
+    ctx.addIssue({ code: 'custom', path: ['storage'], message: 'memory storage lives in one process; several instances (cluster: true) need file, redis, consul or vault' });
+  }
   if ((config.eab_kid === null) !== (config.eab_hmac_key === null)) {
     // Point at the one that is set: the missing one has no line to point at.
     const present = config.eab_kid !== null ? 'eab_kid' : 'eab_hmac_key';

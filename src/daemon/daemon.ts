@@ -8,6 +8,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import type http from 'node:http';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { isDeepStrictEqual } from 'node:util';
 import { AcmeEngine } from '../acme/client.js';
 import type { Registry } from 'prom-client';
@@ -21,6 +22,7 @@ import { normalizeHostname } from '../hostname.js';
 import { createLogger, type Logger } from '../log.js';
 import { loadBackoff } from '../renewal/backoff-store.js';
 import { Renewer } from '../renewal/renewer.js';
+import { StorageError } from '../storage/errors.js';
 import { createStorage } from '../storage/index.js';
 import type { Storage } from '../storage/storage.js';
 import { runDeployHook } from './deploy-hook.js';
@@ -38,6 +40,9 @@ export interface DaemonOptions {
 
 /** Running orders get this long to finish on shutdown before they are abandoned. */
 const DRAIN_GRACE_MS = 7_000;
+/** Probing a store that is down: first after 1 s, doubling, at most every 30 s. */
+const STORAGE_RETRY_FIRST_MS = 1_000;
+const STORAGE_RETRY_MAX_MS = 30_000;
 /** Keys whose change means a new ACME engine (account, CA, trust). */
 const ENGINE_KEYS = ['api_uri', 'ca_bundle', 'account_email', 'eab_kid', 'eab_hmac_key', 'preferred_chain'] as const;
 
@@ -48,6 +53,7 @@ export class Daemon {
   private readonly metrics: Registry;
   private adminServer?: http.Server;
   private stopped?: Promise<void>;
+  private recovering?: Promise<void>;
   readonly renewer: Renewer;
 
   private constructor(
@@ -61,6 +67,7 @@ export class Daemon {
   ) {
     this.renewer = new Renewer({
       config: () => this.current, storage, issuer, engine: () => this.engine(), log, now,
+      onStorageError: (err) => this.recoverStorage(err),
     });
     this.metrics = createMetrics({
       issuer,
@@ -91,6 +98,8 @@ export class Daemon {
       now,
       keyType: () => ({ keyType: daemon!.config.cert_type, rsaBits: daemon!.config.rsa_key_size }),
       failBackoffMinutes: () => daemon!.config.fail_backoff_minutes,
+      lockTtlMs: () => daemon!.config.lock_ttl_seconds * 1000,
+      onStorageError: (err) => daemon!.recoverStorage(err),
       afterIssue: (outcome) => daemon!.runHook(outcome.name, outcome.names, outcome.notAfter),
     });
     daemon = new Daemon(config, log, storage, tokens, challengeServer, issuer, now);
@@ -140,8 +149,9 @@ export class Daemon {
         const stored = await this.storage.getCertificate(cert.name);
         if (stored && cert.names.every((n) => stored.names.includes(n))) continue;
         await this.issuer.issue(cert);
-      } catch {
-        // logged by the issuer; one certificate's failure never stops the others
+      } catch (err) {
+        // Order failures are logged by the issuer; one certificate's failure never stops the others.
+        if (err instanceof StorageError) this.recoverStorage(err);
       }
     }
   }
@@ -177,6 +187,27 @@ export class Daemon {
     this.renewer.start();
     this.log.info({ certificates: applied.certificates.length, challenge: this.challengeServer.boundAddresses() }, 'config reloaded');
     void this.issueMissing();
+  }
+
+  /**
+   * The store stopped answering: keep serving what is in memory, report
+   * unhealthy, and probe with backoff; once it answers again, redo the work
+   * that failed (missing certificates, the renewal pass).
+   */
+  recoverStorage(err: Error): void {
+    if (this.recovering || this.issuer.stopping) return;
+    this.log.error({ err: err.message, storage: this.storage.kind }, 'storage is not answering; will retry with backoff');
+    this.recovering = (async () => {
+      for (let delay = STORAGE_RETRY_FIRST_MS; !this.issuer.stopping; delay = Math.min(delay * 2, STORAGE_RETRY_MAX_MS)) {
+        await sleep(delay);
+        if ((await this.health()).ok) break;
+      }
+      this.recovering = undefined;
+      if (this.issuer.stopping) return;
+      this.log.info({ storage: this.storage.kind }, 'storage answers again; resuming');
+      await this.issueMissing();
+      await this.renewer.pass().catch(() => {});
+    })();
   }
 
   /** Stops taking work, lets running orders finish (abandoning them after a grace period), closes everything. */

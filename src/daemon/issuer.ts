@@ -13,6 +13,7 @@ import { errorKind, type AcmeError } from '../acme/errors.js';
 import type { Logger } from '../log.js';
 import { clearBackoff, loadBackoff, recordFailure } from '../renewal/backoff-store.js';
 import { isBackedOff, type BackoffRecord } from '../renewal/backoff.js';
+import { StorageError } from '../storage/errors.js';
 import { keys } from '../storage/keys.js';
 import { withLock, LockTimeoutError } from '../storage/lock.js';
 import type { CertificateBundle, Storage } from '../storage/storage.js';
@@ -74,6 +75,9 @@ export interface IssuerOptions {
   log: Logger;
   keyType: () => { keyType: 'ecc' | 'rsa'; rsaBits: number };
   failBackoffMinutes: () => number;
+  lockTtlMs: () => number;
+  /** Called when an order failed because the store did not answer; the host is not to blame. */
+  onStorageError?: (error: Error) => void;
   /** Runs after a new certificate is stored (the deploy hook); its result is reported, never fatal. */
   afterIssue?: (outcome: IssueOutcome) => Promise<DeployHookRun | undefined>;
   now?: () => number;
@@ -152,7 +156,7 @@ export class Issuer extends EventEmitter<IssuerEvents> {
         };
         await storage.putCertificate(bundle);
         return this.outcome(cert, bundle, true, issued.requests, started);
-      }, { signal: this.shutdown.signal });
+      }, { signal: this.shutdown.signal, ttlMs: this.opts.lockTtlMs() });
       if (!outcome.issued) return outcome;
       await clearBackoff(storage, cert.name).catch((err: Error) => log.warn({ cert: cert.name, err: err.message }, 'could not clear backoff record'));
       log.info({ cert: cert.name, names: cert.names, notAfter: outcome.notAfter, requests: outcome.requests, ms: outcome.durationMs }, 'certificate issued');
@@ -169,9 +173,11 @@ export class Issuer extends EventEmitter<IssuerEvents> {
   private async recordFailure(cert: ManagedCertificate, error: Error): Promise<void> {
     const { storage, log } = this.opts;
     const kind = errorKind(error);
-    // Refusals, shutdown and a busy lock say nothing about the host: no backoff for them.
+    // Refusals, shutdown, a busy lock and a store that is down say nothing about the host: no backoff for them.
+    const storageDown = error instanceof StorageError;
+    if (storageDown) this.opts.onStorageError?.(error);
     const countsAsFailure = !(error instanceof BackedOffError || error instanceof ShuttingDownError
-      || error instanceof LockTimeoutError || this.shutdown.signal.aborted);
+      || error instanceof LockTimeoutError || storageDown || this.shutdown.signal.aborted);
     if (countsAsFailure) {
       const now = this.opts.now ?? Date.now;
       try {

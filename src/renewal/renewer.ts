@@ -11,6 +11,7 @@ import cron, { type ScheduledTask } from 'node-cron';
 import type { AcmeEngine } from '../acme/client.js';
 import type { Config } from '../config/schema.js';
 import type { Logger } from '../log.js';
+import { StorageError } from '../storage/errors.js';
 import type { CertificateBundle, Storage } from '../storage/storage.js';
 import { certificateForHost, configuredCertificates, type ManagedCertificate } from '../daemon/managed.js';
 import { BackedOffError, type Issuer } from '../daemon/issuer.js';
@@ -25,6 +26,8 @@ export interface RenewerOptions {
   engine: () => Promise<AcmeEngine>;
   log: Logger;
   now?: () => number;
+  /** The store did not answer during a pass; the daemon retries when it is back. */
+  onStorageError?: (error: Error) => void;
 }
 
 export interface PassResult {
@@ -98,7 +101,10 @@ export class Renewer {
 
   private async runPass(opts: { only?: string; force?: boolean }): Promise<PassResult> {
     const result: PassResult = { checked: 0, renewed: [], failed: [], backedOff: [], notDue: 0 };
-    const certificates = await this.managedCertificates(opts.only);
+    const certificates = await this.managedCertificates(opts.only).catch((err: Error) => {
+      if (err instanceof StorageError) this.opts.onStorageError?.(err);
+      throw err;
+    });
     for (const cert of certificates) {
       if (this.opts.issuer.stopping) break;
       result.checked++;
@@ -131,6 +137,7 @@ export class Renewer {
           result.backedOff.push(cert.name);
           this.dueTimes.set(cert.name, new Date(err.record.until)); // wake when the backoff ends
         } else {
+          if (err instanceof StorageError) this.opts.onStorageError?.(err);
           result.failed.push({ name: cert.name, error: (err as Error).message });
         }
       }

@@ -43,6 +43,8 @@ export interface FileStorageOptions {
   path: string;
   /** Also write combined.pem (fullchain + key), the single file HAProxy reads. */
   haproxyPem?: boolean;
+  /** Several instances share this directory (a network file system): publish tokens here. */
+  shared?: boolean;
   now?: () => number;
 }
 
@@ -74,7 +76,7 @@ export function createFileStorage(opts: FileStorageOptions): Storage {
 
   return {
     kind: 'file',
-    shared: false,
+    shared: opts.shared ?? false,
 
     get: readValue,
 

@@ -29,17 +29,14 @@ export async function withLock<T>(storage: Storage, key: string, fn: () => Promi
     await sleep(pollMs, undefined, { signal });
   }
   const heartbeat = setInterval(() => {
-    void extend(storage, key, token, ttlMs).catch(() => {});
+    void storage.compareAndExtend(key, token, ttlMs).catch(() => {});
   }, Math.max(1_000, ttlMs / 3));
   heartbeat.unref();
   try {
     return await fn();
   } finally {
     clearInterval(heartbeat);
-    if ((await storage.get(key).catch(() => null)) === token) await storage.delete(key).catch(() => {});
+    // Only our own lock: if it expired and another holder took it, theirs stays.
+    await storage.compareAndDelete(key, token).catch(() => {});
   }
-}
-
-async function extend(storage: Storage, key: string, token: string, ttlMs: number): Promise<void> {
-  if ((await storage.get(key)) === token) await storage.set(key, token, { ttlMs });
 }

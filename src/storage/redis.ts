@@ -55,8 +55,9 @@ export function createRedisStorage(opts: RedisStorageOptions): Storage {
     remoteCall(where, op, timeoutMs, () =>
       work().catch((err: Error) => {
         if (err.message === 'Command timed out') throw new StorageTimeoutError(`${where}: ${op} timed out after ${timeoutMs} ms`);
-        // "max retries per request" says nothing useful; the socket error does.
-        if (client.status !== 'ready' && lastConnectionError) {
+        // "max retries per request" or "connection is closed" say nothing useful; the socket error does.
+        const generic = err.name === 'MaxRetriesPerRequestError' || /Connection is closed|Stream isn't writeable/.test(err.message);
+        if (generic && lastConnectionError) {
           throw new Error(`not connected (${lastConnectionError.message})`, { cause: err });
         }
         throw err;

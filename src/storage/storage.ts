@@ -39,11 +39,10 @@ export interface Storage {
    * Deletes key only while it still holds value (a lock's owner token), in one
    * step where the store allows it, so a holder whose lock expired and was
    * taken over cannot delete the new holder's lock. True when deleted.
-   * Optional: callers fall back to get + delete.
    */
-  compareAndDelete?(key: string, value: string): Promise<boolean>;
+  compareAndDelete(key: string, value: string): Promise<boolean>;
   /** Gives key a new TTL only while it still holds value (a lock heartbeat). True when extended. */
-  compareAndExtend?(key: string, value: string, ttlMs: number): Promise<boolean>;
+  compareAndExtend(key: string, value: string, ttlMs: number): Promise<boolean>;
   /** Keys that start with prefix, in no particular order. */
   list(prefix: string): Promise<string[]>;
   /** Writes a certificate so a reader never sees a new fullchain with an old key. */

@@ -1,0 +1,33 @@
+// The storage contract suite: the same tests (storage-contract-cases.ts) run
+// once per backend — memory, file, redis, consul, vault — followed by the
+// tests only one backend has (storage-contract-<backend>.ts).
+//
+// Servers: redis runs against a real redis-server the harness starts on a
+// free loopback port. consul and vault run against a real server when
+// CONSUL_HTTP_ADDR (+ CONSUL_HTTP_TOKEN) / VAULT_ADDR + VAULT_TOKEN (+
+// VAULT_KV_MOUNT, default "secret") are set, otherwise against the in-repo
+// stand-ins (test/standins/); tests that need a stand-in's hooks are skipped
+// against a real server. See storage-contract-fixtures.ts.
+
+import { after, afterEach, before, describe } from 'node:test';
+import { contractCases } from './storage-contract-cases.js';
+import { consulSpecificTests } from './storage-contract-consul.js';
+import { type BackendFixture, fixtures } from './storage-contract-fixtures.js';
+import { redisSpecificTests } from './storage-contract-redis.js';
+import { vaultSpecificTests } from './storage-contract-vault.js';
+
+for (const factory of fixtures) {
+  describe(`storage contract: ${factory.name} (${factory.target})`, () => {
+    let fixture: BackendFixture;
+    before(async () => {
+      fixture = await factory.start();
+    });
+    afterEach(() => fixture.closeOpened());
+    after(() => fixture.close());
+    contractCases(() => fixture);
+  });
+}
+
+describe('redis backend', redisSpecificTests);
+describe('consul backend', consulSpecificTests);
+describe('vault backend', vaultSpecificTests);
