@@ -303,3 +303,27 @@ describe('acmed check-config (real CLI)', () => {
     assert.equal(stdout, `${file}: ok\n`);
   });
 });
+
+describe('cluster, keyring and issue-3 keys', () => {
+  test('memory storage is refused when several instances share state', () => {
+    const text = `${BASE}storage: memory\ncluster: true\n`;
+    assertOneProblem(text, 'memory', /memory storage lives in one process/);
+  });
+
+  test('memory storage alone, and redis with cluster, are fine', () => {
+    assert.equal(parseConfig(`${BASE}storage: memory\n`).storage, 'memory');
+    assert.equal(parseConfig(`${BASE}storage: redis\ncluster: true\n`).cluster, true);
+  });
+
+  test('a bad renewal_schedule names the line', () => {
+    const text = `${BASE}renewal_schedule: "every day"\n`;
+    assertOneProblem(text, '"every day"', /not a valid cron expression/);
+  });
+
+  test('lock_ttl_seconds and deploy_hook_timeout_seconds are bounded', () => {
+    assertOneProblem(`${BASE}lock_ttl_seconds: 1\n`, '1', /lock_ttl_seconds/, 3);
+    assert.equal(parseConfig(BASE).deploy_hook_timeout_seconds, 120);
+    assert.equal(parseConfig(BASE).lock_ttl_seconds, 60);
+    assert.equal(parseConfig(BASE).keyring_key_file, null);
+  });
+});
