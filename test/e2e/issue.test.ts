@@ -247,3 +247,37 @@ test('GET /metrics and /healthz on the admin socket', async () => {
   assert.ok(Number(/^acmed_http01_lookups\{result="hit"\} (\d+)$/m.exec(metrics.body)?.[1]) > 0);
   assert.match(metrics.body, /^acmed_storage_up 1$/m);
 });
+
+test('acmed renew: nothing due renews nothing; one host with --force renews it; PATCH /acme answers 202', async () => {
+  const all = await acmed.cli(['renew', '--json']);
+  assert.equal(all.code, 0, all.stderr);
+  const pass = JSON.parse(all.stdout) as { checked: number; renewed: string[]; notDue: number; failed: unknown[] };
+  assert.ok(pass.checked >= 2, all.stdout);
+  assert.deepEqual(pass.renewed, []);
+  assert.equal(pass.notDue, pass.checked);
+
+  const certPath = join(acmed.storagePath, 'live', 'a.example.com', 'cert.pem');
+  const before = new X509Certificate(await readFile(certPath)).serialNumber;
+  const forced = await acmed.cli(['renew', 'a.example.com', '--force']);
+  assert.equal(forced.code, 0, forced.stderr);
+  assert.match(forced.stdout, /^checked 1: 1 renewed/);
+  assert.match(forced.stdout, /renewed\s+a\.example\.com/);
+  assert.notEqual(new X509Certificate(await readFile(certPath)).serialNumber, before);
+  await verifyChain(join(acmed.storagePath, 'live', 'a.example.com'));
+
+  const refused = await acmed.cli(['renew', 'evil.test']);
+  assert.equal(refused.code, 1);
+  assert.match(refused.stderr, /^acmed: evil\.test is not in "certificates"/);
+
+  const patched = await new Promise<{ status: number; body: { message: string } }>((resolve, reject) => {
+    const req = http.request({ socketPath: acmed.socketPath, method: 'PATCH', path: '/acme' }, (res) => {
+      let text = '';
+      res.on('data', (d) => { text += d; });
+      res.on('end', () => resolve({ status: res.statusCode!, body: JSON.parse(text) }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+  assert.equal(patched.status, 202);
+  assert.match(patched.body.message, /renewal of certificates started/);
+});
