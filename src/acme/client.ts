@@ -141,6 +141,11 @@ export class AcmeEngine {
     this.opts.log.info({ accountUrl: url }, 'registered ACME account');
   }
 
+  /** Revokes a certificate with the account key (RFC 8555 §7.6); reason per RFC 5280 (0 unspecified, 1 keyCompromise, 4 superseded, 5 cessationOfOperation). */
+  async revoke(certPem: string, reason = 0): Promise<void> {
+    await this.client.revokeCertificate(certPem, { reason });
+  }
+
   /**
    * The CA's renewal window for a certificate, or null when the CA offers no
    * ARI (no `renewalInfo` in its directory). An unauthenticated GET.

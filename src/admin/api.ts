@@ -35,6 +35,8 @@ export interface CertificateStatus {
 export interface AdminBackend {
   issue(host: string, force: boolean): Promise<IssueOutcome>;
   renew(opts: { only?: string; force?: boolean }): Promise<PassResult>;
+  /** Removes a certificate from storage, revoking it at the CA first when asked; null when there is none. */
+  remove(host: string, opts: { revoke: boolean; reason: number }): Promise<{ name: string; revoked: boolean } | null>;
   certificates(): Promise<CertificateStatus[]>;
   certificate(host: string): Promise<CertificateStatus | null>;
   health(): Promise<{ ok: boolean; checks: Record<string, string> }>;
@@ -84,6 +86,20 @@ export function createAdminHandler(backend: AdminBackend, log: Logger): http.Req
         const found = await backend.certificate(decodeURIComponent(host));
         if (!found) throw new HttpError(404, `no certificate for ${decodeURIComponent(host)}`);
         sendJson(res, 200, { data: found });
+      },
+    },
+    {
+      // Kong deletes the stored certificate; acmed's `?revoke=true` (used by
+      // `acmed revoke`) revokes it at the CA first (`reason`, RFC 5280 code).
+      method: 'DELETE', path: /^\/acme\/certificates\/([^/]+)$/, handler: async (_req, res, [host], url) => {
+        const reason = Number(url.searchParams.get('reason') ?? 0);
+        if (![0, 1, 3, 4, 5].includes(reason)) throw new HttpError(400, 'reason must be 0, 1, 3, 4 or 5 (RFC 5280 codes the CA accepts)');
+        const removed = await backend.remove(decodeURIComponent(host), { revoke: truthy(url.searchParams.get('revoke')), reason });
+        if (!removed) throw new HttpError(404, `no certificate for ${decodeURIComponent(host)}`);
+        sendJson(res, 200, {
+          message: `certificate ${removed.name} ${removed.revoked ? 'revoked and ' : ''}removed from storage`,
+          data: removed,
+        });
       },
     },
     {

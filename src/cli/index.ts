@@ -64,6 +64,15 @@ clientCommand('renew', 'renew what is due now (all certificates, or the one for 
     if (data.failed.length > 0 || (host && data.backedOff.length > 0)) process.exitCode = 1;
   });
 
+clientCommand('revoke', 'revoke the certificate for <host> at the CA and remove it from storage')
+  .argument('<host>')
+  .option('--reason <code>', 'RFC 5280 reason: 0 unspecified, 1 keyCompromise, 4 superseded, 5 cessationOfOperation', '0')
+  .action(async (host: string, flags: ClientFlags & { reason: string }) => {
+    const path = `/acme/certificates/${encodeURIComponent(host)}?revoke=true&reason=${encodeURIComponent(flags.reason)}`;
+    const body = expectOk(await adminRequest<{ data: { name: string; revoked: boolean } }>(resolveSocketPath(flags), 'DELETE', path));
+    print(flags, body.data, (body as { message?: string }).message ?? `revoked ${body.data.name}`);
+  });
+
 clientCommand('list', 'list certificates with expiry and status')
   .action(async (flags: ClientFlags) => {
     const { data } = expectOk(await adminRequest<{ data: CertificateStatus[] }>(resolveSocketPath(flags), 'GET', '/acme/certificates'));

@@ -20,10 +20,13 @@ import { ChallengeTokens } from '../challenge/tokens.js';
 import type { Config } from '../config/schema.js';
 import { normalizeHostname } from '../hostname.js';
 import { createLogger, type Logger } from '../log.js';
+import { ariKey } from '../renewal/ari-cache.js';
 import { loadBackoff } from '../renewal/backoff-store.js';
 import { Renewer } from '../renewal/renewer.js';
 import { StorageError } from '../storage/errors.js';
 import { createStorage } from '../storage/index.js';
+import { keys } from '../storage/keys.js';
+import { withLock } from '../storage/lock.js';
 import type { Storage } from '../storage/storage.js';
 import { runDeployHook } from './deploy-hook.js';
 import { Issuer } from './issuer.js';
@@ -260,6 +263,7 @@ export class Daemon {
     return {
       issue: async (host, force) => this.issuer.issue(certificateForHost(this.current, host), { force }),
       renew: (opts) => this.renewer.pass(opts),
+      remove: (host, opts) => this.remove(host, opts),
       certificates: () => this.certificateStatuses(),
       certificate: async (host) => {
         const name = normalizeHostname(host);
@@ -269,6 +273,27 @@ export class Daemon {
       health: () => this.health(),
       metrics: async () => ({ contentType: this.metrics.contentType, body: await this.metrics.metrics() }),
     };
+  }
+
+  /**
+   * Takes a certificate out of storage (revoking it first when asked). A
+   * certificate still listed in `certificates` is ordered anew right away:
+   * revoking a compromised key should not leave the name without one.
+   */
+  private async remove(host: string, opts: { revoke: boolean; reason: number }): Promise<{ name: string; revoked: boolean } | null> {
+    const row = await this.adminBackend().certificate(host);
+    if (!row || row.not_after === null) return null;
+    const name = row.host;
+    await withLock(this.storage, keys.lock(name), async () => {
+      const bundle = await this.storage.getCertificate(name);
+      if (!bundle) return;
+      if (opts.revoke) await (await this.engine()).revoke(bundle.cert, opts.reason);
+      await this.storage.deleteCertificate(name);
+      await this.storage.delete(ariKey(name));
+    }, { ttlMs: this.current.lock_ttl_seconds * 1000 });
+    this.log.info({ cert: name, revoked: opts.revoke, reason: opts.reason }, 'certificate removed');
+    void this.issueMissing();
+    return { name, revoked: opts.revoke };
   }
 
   private async health(): Promise<{ ok: boolean; checks: Record<string, string> }> {

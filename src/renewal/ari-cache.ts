@@ -24,7 +24,7 @@ export interface AriLookup {
   choice: AriChoice | null;
 }
 
-const ariKey = (name: string) => `ari/${normalizeHostname(name)}.json`;
+export const ariKey = (name: string) => `ari/${normalizeHostname(name)}.json`;
 
 export async function lookupAri(
   bundle: CertificateBundle,

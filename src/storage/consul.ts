@@ -160,6 +160,11 @@ export function createConsulStorage(opts: ConsulStorageOptions): Storage {
       if (rollback) throw new StorageError(`${where}: putCertificate ${bundle.name} rolled back: ${rollback.join('; ')}`);
     },
 
+    async deleteCertificate(name) {
+      const dir = certDir(name);
+      await call('deleteCertificate', () => consul.kv.del({ key: dir, recurse: true }));
+    },
+
     async getCertificate(name) {
       const dir = certDir(name);
       // One recursive read is served from one snapshot: the files belong together.

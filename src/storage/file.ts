@@ -165,6 +165,17 @@ export function createFileStorage(opts: FileStorageOptions): Storage {
       await pruneVersions(archiveDir, version);
     },
 
+    async deleteCertificate(name) {
+      // Only the live link goes: the archive keeps the files for the record.
+      const livePath = join(root, 'live', normalizeHostname(name));
+      try {
+        const stat = await lstat(livePath);
+        await rm(livePath, { recursive: stat.isDirectory(), force: true });
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      }
+    },
+
     async getCertificate(name) {
       const live = join(root, 'live', normalizeHostname(name));
       try {

@@ -57,6 +57,9 @@ export function createMemoryStorage(opts: { now?: () => number } = {}): Storage 
     async putCertificate(bundle) {
       certificates.set(normalizeHostname(bundle.name), { ...bundle });
     },
+    async deleteCertificate(name) {
+      certificates.delete(normalizeHostname(name));
+    },
     async getCertificate(name) {
       const bundle = certificates.get(normalizeHostname(name));
       return bundle ? { ...bundle } : null;

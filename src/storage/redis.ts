@@ -131,6 +131,11 @@ export function createRedisStorage(opts: RedisStorageOptions): Storage {
       if (!results || failed) throw new StorageError(`${where}: putCertificate failed: ${failed?.message ?? 'transaction aborted'}`);
     },
 
+    async deleteCertificate(name) {
+      const k = certKey(name);
+      await call('deleteCertificate', () => client.del(k));
+    },
+
     async getCertificate(name) {
       const k = certKey(name);
       const fields = await call('getCertificate', () => client.hgetall(k));

@@ -48,6 +48,8 @@ export interface Storage {
   /** Writes a certificate so a reader never sees a new fullchain with an old key. */
   putCertificate(bundle: CertificateBundle): Promise<void>;
   getCertificate(name: string): Promise<CertificateBundle | null>;
+  /** Removes a certificate from what the terminator reads (file storage keeps its archive). */
+  deleteCertificate(name: string): Promise<void>;
   /** Where a terminator finds this certificate, for humans ("/var/lib/acmed/live/a.example.com/"). */
   location(name: string): string;
   /** Names of the certificates held. */

@@ -197,6 +197,17 @@ export function createVaultStorage(opts: VaultStorageOptions): Storage {
       await call('putCertificate', () => writeSecret(path, { ...toFields(bundle) }));
     },
 
+    async deleteCertificate(name) {
+      const path = certPath(name);
+      await call('deleteCertificate', async () => {
+        try {
+          await client.delete(metadataPath(path));
+        } catch (err) {
+          if (statusOf(err) !== 404) throw err;
+        }
+      });
+    },
+
     async getCertificate(name) {
       const path = certPath(name);
       const secret = await call('getCertificate', () => readSecret(path));

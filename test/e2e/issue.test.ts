@@ -281,3 +281,22 @@ test('acmed renew: nothing due renews nothing; one host with --force renews it; 
   assert.equal(patched.status, 202);
   assert.match(patched.body.message, /renewal of certificates started/);
 });
+
+test('acmed revoke revokes at the CA and removes the certificate; a second revoke finds nothing', async () => {
+  const liveDir = join(acmed.storagePath, 'live', 'a.example.com');
+  const serial = new X509Certificate(await readFile(join(liveDir, 'cert.pem'))).serialNumber;
+  const result = await acmed.cli(['revoke', 'a.example.com', '--reason', '4']);
+  assert.equal(result.code, 0, result.stderr);
+  assert.match(result.stdout, /certificate a\.example\.com revoked and removed from storage/);
+  const status = await pebble.certStatusBySerial(serial);
+  assert.equal(status.Status, 'Revoked', JSON.stringify(status));
+  await assert.rejects(stat(liveDir), /ENOENT/);
+  const show = await acmed.cli(['show', 'a.example.com']);
+  assert.equal(show.code, 1);
+  const again = await acmed.cli(['revoke', 'a.example.com']);
+  assert.equal(again.code, 1);
+  assert.match(again.stderr, /^acmed: no certificate for a\.example\.com/);
+  const badReason = await acmed.cli(['revoke', 'multi.example.org', '--reason', '9']);
+  assert.equal(badReason.code, 1);
+  assert.match(badReason.stderr, /reason must be/);
+});

@@ -160,6 +160,12 @@ export function contractCases(fx: () => BackendFixture): void {
     assert.deepEqual(got, renewed);
     assertKeyMatchesCertificate(got!);
     assert.deepEqual(await b.listCertificates(), ['shop.example.com']);
+    await a.deleteCertificate('shop.example.com');
+    assert.equal(await b.getCertificate('shop.example.com'), null);
+    assert.deepEqual(await b.listCertificates(), []);
+    await a.deleteCertificate('shop.example.com'); // deleting what is gone is not an error
+    await a.putCertificate(first); // and the name can be written again
+    assert.deepEqual(await b.getCertificate('shop.example.com'), first);
   });
 
   it('withLock: mutual exclusion across two instances on one store', async () => {
