@@ -29,7 +29,10 @@ export interface AriProxy extends CountingProxy {
   setDefaultWindow(window: AriWindow | null, retryAfterSeconds?: number): void;
   /** The certID of every renewalInfo request, in order. */
   ariRequests(): string[];
-  /** The decoded JWS payload of every newOrder request, in order (refused ones too). */
+  /**
+   * The decoded JWS payload of every newOrder, in order, including those this
+   * proxy refused; a resend after Pebble's badNonce counts once.
+   */
   orders(): Record<string, unknown>[];
   /** Refuses the next newOrder that carries `replaces` with this ACME problem (HTTP 409). */
   failNextReplacesWith(type: AriFailure): void;
@@ -57,6 +60,15 @@ function jwsPayload(body: Buffer): Record<string, unknown> {
   const jws = JSON.parse(body.toString('utf8')) as { payload?: string };
   if (!jws.payload) return {};
   return JSON.parse(Buffer.from(jws.payload, 'base64url').toString('utf8')) as Record<string, unknown>;
+}
+
+function isBadNonce(reply: ProxyReply): boolean {
+  if (reply.status !== 400) return false;
+  try {
+    return (JSON.parse(reply.body.toString()) as { type?: string }).type === `${PROBLEM_PREFIX}badNonce`;
+  } catch {
+    return false;
+  }
 }
 
 export async function startAriProxy(opts: AriProxyOptions): Promise<AriProxy> {
@@ -99,8 +111,14 @@ export async function startAriProxy(opts: AriProxyOptions): Promise<AriProxy> {
 
   const newOrder = async (req: ProxyRequest, forward: (o?: Partial<ProxyRequest>) => Promise<ProxyReply>): Promise<ProxyReply> => {
     const payload = jwsPayload(req.body);
+    if (!failNext || typeof payload.replaces !== 'string') {
+      const answer = await forward();
+      // Pebble refuses some nonces on purpose (PEBBLE_WFE_NONCEREJECT) and the
+      // client resends the same order; count the order once.
+      if (!isBadNonce(answer)) orders.push(payload);
+      return answer;
+    }
     orders.push(payload);
-    if (!failNext || typeof payload.replaces !== 'string') return forward();
     const type = failNext;
     failNext = null;
     // The refused request never reaches Pebble, so hand the client a nonce Pebble will accept.
