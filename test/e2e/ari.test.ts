@@ -24,6 +24,7 @@ import { parseConfig } from '../../src/config/load.js';
 import { Daemon } from '../../src/daemon/daemon.js';
 import { createLogger } from '../../src/log.js';
 import { ariCertId } from '../../src/renewal/ari.js';
+import { waitFor as waitForCondition } from '../harness/wait.js';
 
 const NAME = 'ari.example.com';
 const MINUTE = 60_000;
@@ -39,15 +40,8 @@ let logText = '';
 let firstWindow: { start: number; end: number };
 let firstCertId: string;
 
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await fn();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\n${logText.slice(-3000)}`);
-    await sleep(100);
-  }
-}
+const waitFor = <T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 30_000) =>
+  waitForCondition(what, fn, { timeoutMs, context: () => logText.slice(-3000) });
 
 const certPem = async () => readFile(join(dir, 'data', 'live', NAME, 'cert.pem'), 'utf8').catch(() => undefined);
 const serialOf = async () => new X509Certificate((await certPem())!).serialNumber;

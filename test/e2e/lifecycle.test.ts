@@ -16,6 +16,7 @@ import { promisify } from 'node:util';
 import { freePort } from '../harness/ports.js';
 import { startPebble, type PebbleHandle } from '../harness/pebble.js';
 import { ACMED_BIN, baseConfig, startAcmed, writeAcmedConfig } from '../harness/acmed.js';
+import { waitFor } from '../harness/wait.js';
 
 let pebble: PebbleHandle;
 let httpPort: number;
@@ -31,16 +32,6 @@ after(async () => {
   await pebble?.stop();
   await rm(dir, { recursive: true, force: true });
 });
-
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await fn();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
-}
 
 function httpGet(host: string, port: number, path: string): Promise<{ status: number; body: string }> {
   return new Promise((res, rej) => {

@@ -16,6 +16,7 @@ import { parseConfig } from '../../src/config/load.js';
 import { Daemon } from '../../src/daemon/daemon.js';
 import { createLogger } from '../../src/log.js';
 import { stringify } from 'yaml';
+import { waitFor as waitForCondition } from '../harness/wait.js';
 
 let pebble: PebbleHandle;
 let dir: string;
@@ -24,15 +25,8 @@ let clock = Date.now();
 let logText = '';
 let hookLog: string;
 
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await fn();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\n${logText.slice(-3000)}`);
-    await sleep(100);
-  }
-}
+const waitFor = <T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 30_000) =>
+  waitForCondition(what, fn, { timeoutMs, context: () => logText.slice(-3000) });
 
 const certOf = async (name: string) => readFile(join(dir, 'data', 'live', name, 'cert.pem'), 'utf8').catch(() => undefined);
 const hookRuns = async () => (await readFile(hookLog, 'utf8').catch(() => '')).split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, string>);
