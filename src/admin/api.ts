@@ -7,7 +7,7 @@ import type http from 'node:http';
 import { AcmeError, AcmeProblemError, errorKind } from '../acme/errors.js';
 import { InvalidHostnameError } from '../hostname.js';
 import type { Logger } from '../log.js';
-import { BackedOffError, ShuttingDownError, type IssueOutcome } from '../daemon/issuer.js';
+import { AccountUnavailableError, BackedOffError, ShuttingDownError, type IssueOutcome } from '../daemon/issuer.js';
 import type { PassResult } from '../renewal/renewer.js';
 import { LockTimeoutError } from '../storage/lock.js';
 import { HostNotAllowedError } from '../daemon/managed.js';
@@ -146,6 +146,12 @@ function toErrorResponse(err: unknown): { status: number; body: Record<string, u
       body: { message: err.message, kind: 'backoff', backoff_until: err.record.until, failures: err.record.failures },
       headers: { 'retry-after': String(retryAfter) },
     };
+  }
+  if (err instanceof AccountUnavailableError) {
+    const kind = errorKind(err.cause);
+    const body: Record<string, unknown> = { message: `ACME order failed: ${err.message}`, kind };
+    if (err.cause instanceof AcmeProblemError) body.problem = err.cause.problem;
+    return { status: kind === 'rateLimited' ? 429 : 502, body };
   }
   if (err instanceof ShuttingDownError) return { status: 503, body: { message: err.message, kind: 'shutting_down' } };
   if (err instanceof LockTimeoutError) return { status: 409, body: { message: err.message, kind: 'locked' } };

@@ -56,6 +56,14 @@ export class BackedOffError extends Error {
   }
 }
 
+/** The ACME account could not be loaded or registered: nothing about any one host. */
+export class AccountUnavailableError extends Error {
+  readonly code = 'ACCOUNT_UNAVAILABLE';
+  constructor(readonly cause: Error) {
+    super(cause.message);
+  }
+}
+
 export class ShuttingDownError extends Error {
   readonly code = 'SHUTTING_DOWN';
   constructor() {
@@ -140,7 +148,9 @@ export class Issuer extends EventEmitter<IssuerEvents> {
         const stored = await storage.getCertificate(cert.name);
         const plan = options.plan ? await options.plan(stored) : defaultPlan(cert, stored, options, now());
         if (!plan.issue) return this.outcome(cert, stored!, false, 0, started);
-        const engine = await this.opts.engine();
+        const engine = await this.opts.engine().catch((err: Error) => {
+          throw err instanceof StorageError ? err : new AccountUnavailableError(err);
+        });
         const issued = await engine.issue({
           names: cert.names, ...this.opts.keyType(), replaces: plan.replaces, signal: this.shutdown.signal,
         }, this.opts.tokens);
@@ -173,11 +183,11 @@ export class Issuer extends EventEmitter<IssuerEvents> {
   private async recordFailure(cert: ManagedCertificate, error: Error): Promise<void> {
     const { storage, log } = this.opts;
     const kind = errorKind(error);
-    // Refusals, shutdown, a busy lock and a store that is down say nothing about the host: no backoff for them.
+    // Refusals, shutdown, a busy lock, an account that cannot be loaded and a store that is down say nothing about the host: no backoff for them.
     const storageDown = error instanceof StorageError;
     if (storageDown) this.opts.onStorageError?.(error);
     const countsAsFailure = !(error instanceof BackedOffError || error instanceof ShuttingDownError
-      || error instanceof LockTimeoutError || storageDown || this.shutdown.signal.aborted);
+      || error instanceof LockTimeoutError || error instanceof AccountUnavailableError || storageDown || this.shutdown.signal.aborted);
     if (countsAsFailure) {
       const now = this.opts.now ?? Date.now;
       try {
