@@ -18,10 +18,8 @@ import { closeAdminSocket, listenAdminSocket } from '../admin/server.js';
 import { ChallengeServer } from '../challenge/server.js';
 import { ChallengeTokens } from '../challenge/tokens.js';
 import type { Config } from '../config/schema.js';
-import { normalizeHostname } from '../hostname.js';
 import { createLogger, type Logger } from '../log.js';
 import { ariKey } from '../renewal/ari-cache.js';
-import { loadBackoff } from '../renewal/backoff-store.js';
 import { Renewer } from '../renewal/renewer.js';
 import { StorageError } from '../storage/errors.js';
 import { createStorage } from '../storage/index.js';
@@ -31,7 +29,7 @@ import type { Storage } from '../storage/storage.js';
 import { runDeployHook } from './deploy-hook.js';
 import { Issuer } from './issuer.js';
 import { certificateForHost, configuredCertificates } from './managed.js';
-import { statusOf } from './status.js';
+import { findStatus, listStatuses } from './status.js';
 import { activationFds } from './systemd.js';
 
 export interface DaemonOptions {
@@ -265,11 +263,7 @@ export class Daemon {
       renew: (opts) => this.renewer.pass(opts),
       remove: (host, opts) => this.remove(host, opts),
       certificates: () => this.certificateStatuses(),
-      certificate: async (host) => {
-        const name = normalizeHostname(host);
-        const all = await this.certificateStatuses();
-        return all.find((c) => c.host === name) ?? all.find((c) => c.names.includes(name)) ?? null;
-      },
+      certificate: async (host) => findStatus(await this.certificateStatuses(), host),
       health: () => this.health(),
       metrics: async () => ({ contentType: this.metrics.contentType, body: await this.metrics.metrics() }),
     };
@@ -281,7 +275,7 @@ export class Daemon {
    * revoking a compromised key should not leave the name without one.
    */
   private async remove(host: string, opts: { revoke: boolean; reason: number }): Promise<{ name: string; revoked: boolean } | null> {
-    const row = await this.adminBackend().certificate(host);
+    const row = findStatus(await this.certificateStatuses(), host);
     if (!row || row.not_after === null) return null;
     const name = row.host;
     await withLock(this.storage, keys.lock(name), async () => {
@@ -307,18 +301,15 @@ export class Daemon {
     return { ok: checks.storage === 'ok', checks };
   }
 
-  private async certificateStatuses(): Promise<CertificateStatus[]> {
-    const managed = configuredCertificates(this.current);
-    const names = new Set([...managed.map((c) => c.name), ...(await this.storage.listCertificates())]);
-    const running = new Set(this.issuer.running);
-    return Promise.all([...names].sort().map(async (name) => statusOf(name, await this.storage.getCertificate(name), {
+  /** Status rows of every configured or stored certificate. */
+  certificateStatuses(): Promise<CertificateStatus[]> {
+    return listStatuses({
+      managed: configuredCertificates(this.current),
       storage: this.storage,
-      managed: managed.find((c) => c.name === name),
-      running: running.has(name),
-      backoff: await loadBackoff(this.storage, name).catch(() => null),
-      renewAt: this.renewer.dueAt(name),
+      running: this.issuer.running,
+      renewAt: (name) => this.renewer.dueAt(name),
       now: this.now(),
-    })));
+    });
   }
 }
 

@@ -1,6 +1,8 @@
 /** Builds the certificate status rows the admin API and CLI show. */
 import { readCertificateInfo } from '../acme/certificate-info.js';
 import type { CertificateStatus } from '../admin/api.js';
+import { normalizeHostname } from '../hostname.js';
+import { loadBackoff } from '../renewal/backoff-store.js';
 import type { BackoffRecord } from '../renewal/backoff.js';
 import type { CertificateBundle, Storage } from '../storage/storage.js';
 import type { ManagedCertificate } from './managed.js';
@@ -43,4 +45,32 @@ export function statusOf(name: string, bundle: CertificateBundle | null, ctx: St
     serial_number: info.serialHex,
     issuer_cn: /CN=([^\n]+)/.exec(info.issuer)?.[1] ?? null,
   };
+}
+
+export interface StatusSources {
+  managed: ManagedCertificate[];
+  storage: Storage;
+  running: string[];
+  renewAt: (name: string) => Date | undefined;
+  now: number;
+}
+
+/** One row per configured or stored certificate, sorted by name. */
+export async function listStatuses(src: StatusSources): Promise<CertificateStatus[]> {
+  const names = new Set([...src.managed.map((c) => c.name), ...(await src.storage.listCertificates())]);
+  const running = new Set(src.running);
+  return Promise.all([...names].sort().map(async (name) => statusOf(name, await src.storage.getCertificate(name), {
+    storage: src.storage,
+    managed: src.managed.find((c) => c.name === name),
+    running: running.has(name),
+    backoff: await loadBackoff(src.storage, name).catch(() => null),
+    renewAt: src.renewAt(name),
+    now: src.now,
+  })));
+}
+
+/** The row for a host: the certificate named after it, else one that covers it. */
+export function findStatus(rows: CertificateStatus[], host: string): CertificateStatus | null {
+  const name = normalizeHostname(host);
+  return rows.find((c) => c.host === name) ?? rows.find((c) => c.names.includes(name)) ?? null;
 }
