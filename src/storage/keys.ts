@@ -4,7 +4,9 @@
  */
 import { normalizeHostname } from '../hostname.js';
 
-const SEGMENT = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,254}$/;
+// A segment may start with "-": ACME challenge tokens are base64url and one in
+// 64 starts with it. A leading "." (".", "..", hidden files) stays refused.
+const SEGMENT = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,254}$/;
 
 export class InvalidKeyError extends Error {
   readonly code = 'INVALID_STORAGE_KEY';

@@ -62,7 +62,10 @@ export interface PebbleHandle {
   rootPem(): Promise<string>;
   intermediatePem(): Promise<string>;
   certStatusBySerial(hexSerial: string): Promise<any>;
+  /** Adds A answers for host; pebble-challtestsrv appends them to the ones it already has. */
   addA(host: string, addresses: string[]): Promise<void>;
+  /** Forgets host's A answers (back to the default, 127.0.0.1); clearA then addA replaces them. */
+  clearA(host: string): Promise<void>;
   logs(): string;
   stop(): Promise<void>;
 }
@@ -260,6 +263,9 @@ export async function startPebble(opts: PebbleOptions): Promise<PebbleHandle> {
       certStatusBySerial: async (hex) => JSON.parse(await mgmtGet(`/cert-status-by-serial/${hex.toLowerCase()}`)),
       addA: async (host, addresses) => {
         await expectOk(fetchText(`${dnsMgmtUrl}/add-a`, '', 'POST', JSON.stringify({ host, addresses })), 'add-a');
+      },
+      clearA: async (host) => {
+        await expectOk(fetchText(`${dnsMgmtUrl}/clear-a`, '', 'POST', JSON.stringify({ host })), 'clear-a');
       },
       logs: pebble.output,
       stop: cleanup,

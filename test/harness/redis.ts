@@ -1,8 +1,8 @@
 // Starts Debian's redis-server (apt-get install -y redis-server) on a free
-// loopback port for the storage tests: no persistence, an optional password,
-// optional TLS. kill()/restart() play a store that goes down and comes back
-// on the same port; pause()/resume() (SIGSTOP/SIGCONT) one that hangs with
-// its connections open.
+// loopback port for the storage tests: no persistence unless asked for, an
+// optional password, optional TLS. kill()/restart() play a store that goes
+// down and comes back on the same port (with its data when `persist` is set);
+// pause()/resume() (SIGSTOP/SIGCONT) one that hangs with its connections open.
 
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -14,6 +14,11 @@ export interface RedisServerOptions {
   password?: string;
   /** Serve TLS only, with this certificate (PEM files). */
   tls?: { certPath: string; keyPath: string; caPath: string };
+  /**
+   * Keep the data across kill()/restart(): an append-only file fsynced on
+   * every write, so even SIGKILL loses nothing that was acknowledged.
+   */
+  persist?: boolean;
 }
 
 export interface RedisServer {
@@ -24,7 +29,7 @@ export interface RedisServer {
   stop(): Promise<void>;
   /** Kills the server; restart() brings it back. */
   kill(): Promise<void>;
-  /** Starts again on the same port (killing it first if it runs), empty: there is no persistence. */
+  /** Starts again on the same port (killing it first if it runs): empty, or with its data when `persist` is set. */
   restart(): Promise<void>;
   pause(): void;
   resume(): void;
@@ -49,7 +54,8 @@ export async function startRedis(opts: RedisServerOptions = {}): Promise<RedisSe
   const port = await freePort();
   const dir = await mkdtemp(join(tmpdir(), 'acmed-redis-'));
   const args = [
-    '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--daemonize', 'no', '--loglevel', 'notice',
+    '--bind', '127.0.0.1', '--save', '', '--dir', dir, '--daemonize', 'no', '--loglevel', 'notice',
+    ...(opts.persist ? ['--appendonly', 'yes', '--appendfsync', 'always'] : ['--appendonly', 'no']),
     ...(opts.tls
       ? ['--port', '0', '--tls-port', String(port), '--tls-cert-file', opts.tls.certPath, '--tls-key-file', opts.tls.keyPath,
           '--tls-ca-cert-file', opts.tls.caPath, '--tls-auth-clients', 'no']

@@ -131,6 +131,14 @@ describe('hostile keys and names', () => {
     assert.deepEqual(await storage.list(''), []);
   });
 
+  test('every base64url challenge token is a valid key segment, "-" and "_" first included', async () => {
+    const storage = createMemoryStorage();
+    for (const token of ['-abcdefghijklmnopqrstu', '_abcdefghijklmnopqrstu', 'Zz09-_x-_y']) {
+      await storage.set(`challenges/${token}`, 'keyauth');
+      assert.equal(await storage.get(`challenges/${token}`), 'keyauth');
+    }
+  });
+
   test('certificate verbs refuse hostile names', async () => {
     const storage = createMemoryStorage();
     for (const name of ['../x', 'a/b.example.com', 'bücher.example']) {
