@@ -51,6 +51,10 @@ export function createAdminHandler(backend: AdminBackend, log: Logger): http.Req
       method: 'POST', path: /^\/acme$/, handler: async (req, res) => {
         const body = await readBody(req);
         if (typeof body.host !== 'string' || body.host === '') throw new HttpError(400, 'host is required');
+        // Kong's dry run of the http-01 path: refuse it rather than order a real certificate instead.
+        if (truthy(body.test_http_challenge_flow)) {
+          throw new HttpError(501, 'test_http_challenge_flow is not supported by acmed yet; no certificate was ordered');
+        }
         const outcome = await backend.issue(body.host, truthy(body.force));
         const message = outcome.issued
           ? `certificate for ${outcome.name} is created`

@@ -5,6 +5,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
@@ -141,6 +142,10 @@ test('the admin API takes a form-encoded POST /acme like Kong, and answers JSON 
   const missing = await post('{}', 'application/json');
   assert.equal(missing.status, 400);
   assert.equal(missing.body.message, 'host is required');
+  const dryRun = await post('host=dry.example.com&test_http_challenge_flow=true', 'application/x-www-form-urlencoded');
+  assert.equal(dryRun.status, 501);
+  assert.match(dryRun.body.message, /no certificate was ordered/);
+  assert.ok(!existsSync(join(acmed.storagePath, 'live', 'dry.example.com')));
   const broken = await post('{not json', 'application/json');
   assert.equal(broken.status, 400);
   assert.match(broken.body.message, /JSON object/);
