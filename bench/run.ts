@@ -2,7 +2,10 @@
 // certificates against their own local Pebble (PEBBLE_VA_NOSLEEP=1, Pebble's
 // default 5% nonce rejection) behind a counting proxy, in the same run. Prints
 // seconds per certificate (a fresh process each) and ACME requests per
-// certificate. N from BENCH_N (default 10).
+// certificate. N from BENCH_N (default 10). Then the http-01 responder's
+// throughput next to nginx (bench/http01.ts; BENCH_SKIP_HTTP01=1 skips it).
+import { execFileSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { freePort } from '../test/harness/ports.js';
 import { startPebble } from '../test/harness/pebble.js';
 import { startCountingProxy } from '../test/harness/counting-proxy.js';
@@ -52,4 +55,9 @@ for (const [tool, r] of results) {
     String(median(r.requestsPerCert)).padStart(16),
     mean(r.requestsPerCert).toFixed(2).padStart(14),
   ].join(' '));
+}
+
+// A process of its own, so nothing left over from the issuance runs shares its event loop.
+if (!process.env.BENCH_SKIP_HTTP01) {
+  execFileSync(process.execPath, ['--import', 'tsx', fileURLToPath(new URL('./http01.ts', import.meta.url))], { stdio: 'inherit' });
 }

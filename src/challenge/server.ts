@@ -96,7 +96,10 @@ export class ChallengeServer {
       send(res, 404, 'Not found\n');
       return;
     }
-    this.opts.log.debug({ host: req.headers.host, remote: req.socket.remoteAddress }, 'answered http-01 challenge');
+    // Checked first so the hot path builds no log object when debug is off.
+    if (this.opts.log.isLevelEnabled('debug')) {
+      this.opts.log.debug({ host: req.headers.host, remote: req.socket.remoteAddress }, 'answered http-01 challenge');
+    }
     send(res, 200, keyAuthorization);
   }
 }
