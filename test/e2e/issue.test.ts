@@ -161,6 +161,15 @@ test('list and show report the stored certificates, also as JSON', async () => {
   assert.equal(a.valid, true);
   assert.ok(Date.parse(a.not_after) > Date.now());
 
+  const invalidOnly = await new Promise<{ data: unknown[] }>((resolve, reject) => {
+    http.get({ socketPath: acmed.socketPath, path: '/acme/certificates?invalid_only=true' }, (res) => {
+      let text = '';
+      res.on('data', (d) => { text += d; });
+      res.on('end', () => resolve(JSON.parse(text)));
+    }).on('error', reject);
+  });
+  assert.deepEqual(invalidOnly.data, [], 'every stored certificate is valid, so invalid_only lists none');
+
   const human = await acmed.cli(['list']);
   assert.match(human.stdout, /^HOST\s+STATUS\s+EXPIRES/);
   assert.match(human.stdout, /a\.example\.com\s+valid/);
