@@ -175,7 +175,10 @@ export class Daemon {
 
     if (ENGINE_KEYS.some((k) => !isDeepStrictEqual(previous[k], applied[k]))) {
       // Running orders keep the engine they started with; new ones get a new one.
+      const old = this.enginePromise;
       this.enginePromise = undefined;
+      this.loadedEngine = undefined;
+      void old?.then((engine) => this.issuer.drain().then(() => engine.close()), () => {});
     }
     if (!isDeepStrictEqual(this.listenAddresses(previous), this.listenAddresses(applied))) {
       await this.challengeServer.listen(this.listenAddresses(applied));
