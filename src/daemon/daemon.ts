@@ -40,7 +40,7 @@ export interface DaemonOptions {
 }
 
 /** Running orders get this long to finish on shutdown before they are abandoned. */
-const DRAIN_GRACE_MS = 7_000;
+const DRAIN_GRACE_MS = 6_000;
 /** Probing a store that is down: first after 1 s, doubling, at most every 30 s. */
 const STORAGE_RETRY_FIRST_MS = 1_000;
 const STORAGE_RETRY_MAX_MS = 30_000;
