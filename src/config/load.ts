@@ -17,13 +17,18 @@ export interface ConfigProblem {
 export class ConfigError extends Error {
   readonly code = 'CONFIG_INVALID';
   constructor(readonly file: string, readonly problems: ConfigProblem[]) {
-    super(problems.map((p) => `${file}:${p.line}:${p.col}: ${p.message}`).join('\n'));
+    super(problems.map((p) => formatProblem(file, p)).join('\n'));
   }
 
   /** One line per problem, as printed by check-config and logged on reload. */
   lines(): string[] {
-    return this.problems.map((p) => `${this.file}:${p.line}:${p.col}: ${p.message}`);
+    return this.problems.map((p) => formatProblem(this.file, p));
   }
+}
+
+/** "file:line:col: message", or "file: message" for a problem with the file as a whole (line 0). */
+function formatProblem(file: string, p: ConfigProblem): string {
+  return p.line > 0 ? `${file}:${p.line}:${p.col}: ${p.message}` : `${file}: ${p.message}`;
 }
 
 export async function loadConfig(file: string): Promise<Config> {

@@ -255,7 +255,7 @@ describe('loadConfig', () => {
       assert.ok(err instanceof ConfigError);
       assert.equal(err.file, file);
       assert.equal(err.problems.length, 1);
-      assert.match(err.lines()[0], new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}:\\d+:\\d+: cannot read config: file not found$`));
+      assert.match(err.lines()[0], new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: cannot read config: file not found$`));
       return true;
     });
   });
