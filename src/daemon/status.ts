@@ -55,9 +55,10 @@ export interface StatusSources {
   now: number;
 }
 
-/** One row per configured or stored certificate, sorted by name. */
+/** One row per configured, stored or failing (in backoff) certificate, sorted by name. */
 export async function listStatuses(src: StatusSources): Promise<CertificateStatus[]> {
-  const names = new Set([...src.managed.map((c) => c.name), ...(await src.storage.listCertificates())]);
+  const failing = (await src.storage.list('backoff/')).map((key) => key.slice('backoff/'.length));
+  const names = new Set([...src.managed.map((c) => c.name), ...(await src.storage.listCertificates()), ...failing]);
   const running = new Set(src.running);
   return Promise.all([...names].sort().map(async (name) => statusOf(name, await src.storage.getCertificate(name), {
     storage: src.storage,

@@ -75,8 +75,15 @@ test('rate limited: one clear line, 429 with Retry-After, backoff at least that 
   assert.match(cli.stderr, /^acmed: ACME order failed: rateLimited \(HTTP 429\): stand-in says rateLimited/);
   assert.ok(!existsSync(join(acmed.storagePath, 'live', 'limited.example.com')));
 
-  const show = JSON.parse((await acmed.cli(['show', 'limited.example.com', '--json'])).stdout || 'null');
-  assert.equal(show, null, 'no certificate row for a name never issued');
+  // The failing name shows up in list/show although it has no certificate yet.
+  const show = await acmed.cli(['show', 'limited.example.com', '--json']);
+  assert.equal(show.code, 0, show.stderr);
+  const row = JSON.parse(show.stdout);
+  assert.equal(row.status, 'failed');
+  assert.equal(row.valid, false);
+  assert.equal(row.failures, 1);
+  assert.match(row.last_error, /rateLimited/);
+  assert.ok(Date.parse(row.backoff_until) >= started + 7200_000 - 5_000);
   // The host waits out the CA's Retry-After (2 h), longer than fail_backoff_minutes (5).
   failure = null;
   const again = await postAcme('limited.example.com');
