@@ -16,7 +16,7 @@ export interface StoredAccountUrl {
 export async function loadOrCreateAccountKey(storage: Storage): Promise<string> {
   const existing = await storage.get(keys.accountKey);
   if (existing) return existing;
-  return withLock(storage, 'locks/account', async () => {
+  return withLock(storage, keys.accountLock, async () => {
     const raced = await storage.get(keys.accountKey);
     if (raced) return raced;
     const key = (await acmeCrypto.createPrivateEcdsaKey('P-256')).toString();

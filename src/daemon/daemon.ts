@@ -19,7 +19,6 @@ import { ChallengeServer } from '../challenge/server.js';
 import { ChallengeTokens } from '../challenge/tokens.js';
 import type { Config } from '../config/schema.js';
 import { createLogger, type Logger } from '../log.js';
-import { ariKey } from '../renewal/ari-cache.js';
 import { Renewer } from '../renewal/renewer.js';
 import { StorageError } from '../storage/errors.js';
 import { createStorage } from '../storage/index.js';
@@ -286,7 +285,7 @@ export class Daemon {
       if (!bundle) return;
       if (opts.revoke) await (await this.engine()).revoke(bundle.cert, opts.reason);
       await this.storage.deleteCertificate(name);
-      await this.storage.delete(ariKey(name));
+      await this.storage.delete(keys.ari(name));
     }, { ttlMs: this.current.lock_ttl_seconds * 1000 });
     this.log.info({ cert: name, revoked: opts.revoke, reason: opts.reason }, 'certificate removed');
     void this.issueMissing();
@@ -296,7 +295,7 @@ export class Daemon {
   private async health(): Promise<{ ok: boolean; checks: Record<string, string> }> {
     const checks: Record<string, string> = {};
     try {
-      await this.storage.list('locks/');
+      await this.storage.list(keys.lockPrefix);
       checks.storage = 'ok';
     } catch (err) {
       checks.storage = (err as Error).message;

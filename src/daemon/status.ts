@@ -3,6 +3,7 @@ import { readCertificateInfo } from '../acme/certificate-info.js';
 import type { CertificateStatus } from '../admin/api.js';
 import { normalizeHostname } from '../hostname.js';
 import { loadBackoff } from '../renewal/backoff-store.js';
+import { keys } from '../storage/keys.js';
 import type { BackoffRecord } from '../renewal/backoff.js';
 import type { CertificateBundle, Storage } from '../storage/storage.js';
 import type { ManagedCertificate } from './managed.js';
@@ -57,7 +58,7 @@ export interface StatusSources {
 
 /** One row per configured, stored or failing (in backoff) certificate, sorted by name. */
 export async function listStatuses(src: StatusSources): Promise<CertificateStatus[]> {
-  const failing = (await src.storage.list('backoff/')).map((key) => key.slice('backoff/'.length));
+  const failing = (await src.storage.list(keys.backoffPrefix)).map((key) => key.slice(keys.backoffPrefix.length));
   const names = new Set([...src.managed.map((c) => c.name), ...(await src.storage.listCertificates()), ...failing]);
   const running = new Set(src.running);
   return Promise.all([...names].sort().map(async (name) => statusOf(name, await src.storage.getCertificate(name), {

@@ -5,7 +5,7 @@
  * (Retry-After, clamped to 1 minute .. 1 day).
  */
 import type { AcmeEngine } from '../acme/client.js';
-import { normalizeHostname } from '../hostname.js';
+import { keys } from '../storage/keys.js';
 import type { Logger } from '../log.js';
 import type { CertificateBundle, Storage } from '../storage/storage.js';
 import { ariCertId, clampRetryAfter, pickTimeInWindow } from './ari.js';
@@ -24,7 +24,6 @@ export interface AriLookup {
   choice: AriChoice | null;
 }
 
-export const ariKey = (name: string) => `ari/${normalizeHostname(name)}.json`;
 
 export async function lookupAri(
   bundle: CertificateBundle,
@@ -55,7 +54,7 @@ export async function lookupAri(
       chosenTime: chosen.toISOString(),
       fetchAfter: new Date(now.getTime() + clampRetryAfter(answer.retryAfterMs)).toISOString(),
     };
-    await storage.set(ariKey(bundle.name), JSON.stringify(record));
+    await storage.set(keys.ari(bundle.name), JSON.stringify(record));
     return { certId, choice: toChoice(record) };
   } catch (err) {
     // An ARI outage must not stop renewal: fall back to the last answer, or to the lifetime rules.
@@ -65,7 +64,7 @@ export async function lookupAri(
 }
 
 async function readCached(storage: Storage, name: string): Promise<CachedAri | null> {
-  const raw = await storage.get(ariKey(name));
+  const raw = await storage.get(keys.ari(name));
   if (!raw) return null;
   try {
     return JSON.parse(raw) as CachedAri;

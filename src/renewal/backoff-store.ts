@@ -3,7 +3,7 @@
  * instance sharing a store (Redis, Consul, Vault) respects one host's
  * backoff, and a restart does not forget it.
  */
-import { normalizeHostname } from '../hostname.js';
+import { keys } from '../storage/keys.js';
 import type { Storage } from '../storage/storage.js';
 import { nextBackoff, parseBackoffRecord, type BackoffRecord, type Failure } from './backoff.js';
 
@@ -16,7 +16,7 @@ export const BACKOFF_RETENTION_MS = 7 * 24 * 60 * 60 * 1000;
 
 /** The storage key for a host's record; throws InvalidHostnameError for a bad name. */
 export function backoffKey(name: string): string {
-  return `backoff/${normalizeHostname(name)}`;
+  return keys.backoff(name);
 }
 
 /** The host's record, or null when there is none or it cannot be read. */

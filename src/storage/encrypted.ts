@@ -8,9 +8,10 @@
  * still read (and sealed on their next write).
  */
 import { Keyring } from './keyring.js';
+import { keys } from './keys.js';
 import type { Storage } from './storage.js';
 
-const PLAIN_PREFIXES = ['locks/', 'challenges/'];
+const PLAIN_PREFIXES = [keys.lockPrefix, keys.challengePrefix];
 
 export function withEncryption(inner: Storage, keyring: Keyring): Storage {
   const sealed = (key: string) => !PLAIN_PREFIXES.some((prefix) => key.startsWith(prefix));

@@ -25,7 +25,12 @@ export function assertValidKey(key: string): void {
 export const keys = {
   accountKey: 'account/key.pem',
   accountUrl: 'account/url',
+  lockPrefix: 'locks/',
+  accountLock: 'locks/account',
   lock: (name: string) => `locks/${normalizeHostname(name)}`,
+  challengePrefix: 'challenges/',
   challenge: (token: string) => `challenges/${token}`,
-  record: (name: string) => `records/${normalizeHostname(name)}.json`,
+  backoffPrefix: 'backoff/',
+  backoff: (name: string) => `backoff/${normalizeHostname(name)}`,
+  ari: (name: string) => `ari/${normalizeHostname(name)}.json`,
 };

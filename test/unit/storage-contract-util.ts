@@ -1,6 +1,8 @@
 // Small helpers the backend-specific storage tests share.
 
+import assert from 'node:assert/strict';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { Storage } from '../../src/storage/storage.js';
 
 /** Retries check until it passes or ms have gone by (a store coming back, a reconnect). */
 export async function eventually(check: () => Promise<void>, ms = 10_000): Promise<void> {
@@ -41,4 +43,26 @@ export async function rejectsWithin(promise: Promise<unknown>, ms: number): Prom
     return err as Error & { code?: string };
   }
   throw new Error('expected a rejection');
+}
+
+/**
+ * A store that stalls: a get fails with STORAGE_TIMEOUT within the timeout
+ * (plus a margin), and works again once the store answers. Returns the error.
+ */
+export async function assertTimesOutAndRecovers(
+  storage: Storage,
+  store: { stall(): void; resume(): void },
+  timeoutMs: number,
+): Promise<Error & { code?: string }> {
+  await storage.set('records/slow.json', 'v');
+  store.stall();
+  let err: Error & { code?: string };
+  try {
+    err = await rejectsWithin(storage.get('records/slow.json'), timeoutMs + 500);
+    assert.equal(err.code, 'STORAGE_TIMEOUT');
+  } finally {
+    store.resume();
+  }
+  await eventually(async () => assert.equal(await storage.get('records/slow.json'), 'v'));
+  return err;
 }
