@@ -6,6 +6,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Client, crypto as acmeCrypto } from 'acme-client';
+import type { ChallengePublisher } from '../challenge/publisher.js';
 import type { Logger } from '../log.js';
 import type { Storage } from '../storage/storage.js';
 import { loadAccountUrl, loadOrCreateAccountKey, saveAccountUrl } from './account.js';
@@ -13,7 +14,7 @@ import { AcmeError, AcmeOrderInvalidError, AcmeProblemError, parseRetryAfter, ty
 import { NoncePool } from './nonce-pool.js';
 import { pollUntil, type PollOptions } from './poll.js';
 import { Transport, type TransportResponse } from './transport.js';
-import { readCertificateInfo, splitPemChain } from './certificate-info.js';
+import { readCertificateInfo, splitPemChain } from '../certificate-info.js';
 import { ariCertId, parseRenewalInfo, type RenewalInfo } from '../renewal/ari.js';
 
 export interface AcmeEngineOptions {
@@ -28,13 +29,6 @@ export interface AcmeEngineOptions {
   poll?: PollOptions;
 }
 
-/** Where http-01 key authorizations are made visible while an order runs. */
-export interface ChallengePublisher {
-  publish(token: string, keyAuthorization: string): Promise<void>;
-  withdraw(token: string): Promise<void>;
-  /** Resolves once the CA has fetched every token, or after timeoutMs. */
-  waitForFetches?(tokens: string[], timeoutMs: number): Promise<void>;
-}
 
 /** Validation completes a moment after the CA's fetch; poll just after it. */
 const SETTLE_AFTER_FETCH_MS = 15;

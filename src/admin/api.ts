@@ -10,7 +10,7 @@ import type { Logger } from '../log.js';
 import { AccountUnavailableError, BackedOffError, ShuttingDownError, type IssueOutcome } from '../daemon/issuer.js';
 import type { PassResult } from '../renewal/renewer.js';
 import { LockTimeoutError } from '../storage/lock.js';
-import { HostNotAllowedError } from '../daemon/managed.js';
+import { HostNotAllowedError } from '../config/managed.js';
 import { HttpError, readBody, sendJson, truthy } from './http-util.js';
 
 export interface CertificateStatus {

@@ -7,7 +7,7 @@ import { EventEmitter } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { keys } from '../storage/keys.js';
 import type { Storage } from '../storage/storage.js';
-import type { ChallengePublisher } from '../acme/client.js';
+import type { ChallengePublisher } from './publisher.js';
 
 /** RFC 8555 tokens are base64url; anything else is never looked up. */
 const TOKEN = /^[A-Za-z0-9_-]{16,256}$/;

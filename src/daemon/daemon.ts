@@ -27,7 +27,7 @@ import { withLock } from '../storage/lock.js';
 import type { Storage } from '../storage/storage.js';
 import { runDeployHook } from './deploy-hook.js';
 import { Issuer } from './issuer.js';
-import { certificateForHost, configuredCertificates } from './managed.js';
+import { certificateForHost, configuredCertificates } from '../config/managed.js';
 import { findStatus, listStatuses } from './status.js';
 import { activationFds } from './systemd.js';
 

@@ -19,7 +19,7 @@ import { withLock, LockTimeoutError } from '../storage/lock.js';
 import type { CertificateBundle, Storage } from '../storage/storage.js';
 import type { ChallengeTokens } from '../challenge/tokens.js';
 import type { DeployHookRun } from './deploy-hook.js';
-import type { ManagedCertificate } from './managed.js';
+import type { ManagedCertificate } from '../config/managed.js';
 
 /** What to do, decided under the certificate's lock with the freshest stored copy. */
 export interface IssuePlan {

@@ -1,12 +1,12 @@
 /** Builds the certificate status rows the admin API and CLI show. */
-import { readCertificateInfo } from '../acme/certificate-info.js';
+import { readCertificateInfo } from '../certificate-info.js';
 import type { CertificateStatus } from '../admin/api.js';
 import { normalizeHostname } from '../hostname.js';
 import { loadBackoff } from '../renewal/backoff-store.js';
 import { keys } from '../storage/keys.js';
 import type { BackoffRecord } from '../renewal/backoff.js';
 import type { CertificateBundle, Storage } from '../storage/storage.js';
-import type { ManagedCertificate } from './managed.js';
+import type { ManagedCertificate } from '../config/managed.js';
 
 export interface StatusContext {
   storage: Storage;

@@ -13,7 +13,7 @@ import type { Config } from '../config/schema.js';
 import type { Logger } from '../log.js';
 import { StorageError } from '../storage/errors.js';
 import type { CertificateBundle, Storage } from '../storage/storage.js';
-import { certificateForHost, configuredCertificates, type ManagedCertificate } from '../daemon/managed.js';
+import { certificateForHost, configuredCertificates, type ManagedCertificate } from '../config/managed.js';
 import { BackedOffError, type Issuer } from '../daemon/issuer.js';
 import { lookupAri } from './ari-cache.js';
 import { decideRenewal, type RenewalDecision } from './decision.js';

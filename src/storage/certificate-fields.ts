@@ -4,7 +4,7 @@
  * validity are always re-read from the certificate itself, so a stored copy
  * can never disagree with what the PEM says.
  */
-import { readCertificateInfo, splitPemChain } from '../acme/certificate-info.js';
+import { readCertificateInfo, splitPemChain } from '../certificate-info.js';
 import { normalizeHostname } from '../hostname.js';
 import type { CertificateBundle } from './storage.js';
 

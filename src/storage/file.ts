@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { lstat, readdir, readFile, readlink, realpath, rename, rm, symlink } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { normalizeHostname } from '../hostname.js';
-import { readCertificateInfo } from '../acme/certificate-info.js';
+import { readCertificateInfo } from '../certificate-info.js';
 import { ensureDir, fsyncDir, tempPathFor, writeFileAtomic, writeSynced } from './atomic-write.js';
 import { assertValidKey } from './keys.js';
 import type { CertificateBundle, Storage } from './storage.js';

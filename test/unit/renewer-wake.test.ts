@@ -11,7 +11,7 @@ import { createLogger } from '../../src/log.js';
 import { createMemoryStorage } from '../../src/storage/memory.js';
 import { Renewer } from '../../src/renewal/renewer.js';
 import type { Issuer } from '../../src/daemon/issuer.js';
-import type { ManagedCertificate } from '../../src/daemon/managed.js';
+import type { ManagedCertificate } from '../../src/config/managed.js';
 import { waitFor } from '../harness/wait.js';
 import { makeCertificate } from './storage-contract-cert.js';
 

@@ -6,7 +6,7 @@ import { execFile } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { readCertificateInfo } from '../../src/acme/certificate-info.js';
+import { readCertificateInfo } from '../../src/certificate-info.js';
 import type { CertificateBundle } from '../../src/storage/storage.js';
 import { createTestCa } from '../harness/pebble.js';
 

@@ -4,7 +4,7 @@
  * pattern gets a certificate of its own; anything else is refused before any
  * ACME request is made.
  */
-import type { Config } from '../config/schema.js';
+import type { Config } from './schema.js';
 import { matchesPattern, normalizeHostname } from '../hostname.js';
 
 export class HostNotAllowedError extends Error {
