@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # The test command (README, .ci/run): installs what it needs, builds, then
-# runs the unit tests and the end-to-end tests against real Pebble and lego.
+# runs the unit tests and the end-to-end tests against real Pebble and lego,
+# then the fault suite at its small size (test/faults/: daemon and CA killed,
+# Redis restarted, a flaky network, a broken disk; needs root for a tmpfs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh lego redis-server
 node --import tsx --test --test-concurrency=1 test/unit/*.test.ts test/e2e/*.test.ts
+# dist/ was built by install-deps.sh above; `npm run test:faults` builds first.
+node --import tsx test/faults/run.ts

@@ -65,6 +65,46 @@ export class AcmeTimeoutError extends AcmeError {
   override readonly code = 'ACME_TIMEOUT';
 }
 
+/**
+ * The CA refused to register the ACME account (or to register it again):
+ * a refused external account binding, a bad contact, a deactivated key.
+ * Not for CA faults: an unreachable CA or a 5xx stays AcmeNetworkError or
+ * AcmeProblemError, so the caller backs off the CA rather than the account.
+ */
+export class AcmeAccountError extends AcmeError {
+  override readonly code = 'ACME_ACCOUNT';
+  constructor(message: string, readonly problem?: AcmeProblem, readonly cause?: unknown) {
+    super(message);
+  }
+}
+
+/**
+ * True when the fault lies with the CA, not with the certificate or the
+ * account: it could not be reached, timed out, dropped the connection, or
+ * answered 5xx / serverInternal. The daemon backs off the CA for these, not
+ * the host; everything else (rate limits, refused names, failed validation,
+ * a poll that ran out of time) is about the request.
+ */
+export function isCaFault(err: unknown): boolean {
+  if (err instanceof AcmeNetworkError) return true;
+  if (err instanceof AcmeProblemError) return err.httpStatus >= 500 || err.problemType === 'serverInternal';
+  return false;
+}
+
+/** Words in an `unauthorized` detail that point at the account (its URL, key ID) rather than a challenge. */
+const ACCOUNT_DETAIL = /\baccount\b|\bregistration\b|\bkey ?id\b|\bkid\b/i;
+
+/**
+ * True when the CA no longer knows the account that signed the request: what
+ * a CA whose database was reset (or a restarted Pebble) answers. Some CAs say
+ * `unauthorized` instead of `accountDoesNotExist`; then the detail decides.
+ */
+export function isAccountUnknown(err: unknown): boolean {
+  if (!(err instanceof AcmeProblemError)) return false;
+  if (err.problemType === 'accountDoesNotExist') return true;
+  return err.problemType === 'unauthorized' && ACCOUNT_DETAIL.test(err.problem.detail ?? '');
+}
+
 export function shortType(type: string): string {
   return type.startsWith(PROBLEM_PREFIX) ? type.slice(PROBLEM_PREFIX.length) : type;
 }

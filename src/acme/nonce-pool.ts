@@ -18,6 +18,11 @@ export class NoncePool {
     return this.nonces.pop();
   }
 
+  /** Drops every nonce, e.g. when the CA restarted and none of them is good any more. */
+  clear(): void {
+    this.nonces.length = 0;
+  }
+
   get size(): number {
     return this.nonces.length;
   }

@@ -4,7 +4,7 @@
  * later ones back off, a Retry-After from the CA wins, and the whole wait is
  * bounded so a stuck order cannot hold a host's lock forever.
  */
-import { setTimeout as sleep } from 'node:timers/promises';
+import { sleepUnlessAborted } from './abort.js';
 import { AcmeTimeoutError } from './errors.js';
 
 export interface PollOptions {
@@ -15,7 +15,7 @@ export interface PollOptions {
   what?: string;
   /** Replaces the first sleep, e.g. "until the CA has fetched the tokens". */
   initialWait?: () => Promise<void>;
-  /** Stops waiting (shutdown); the poll rejects with the abort reason. */
+  /** Stops waiting (shutdown); the poll rejects with the signal's reason. */
   signal?: AbortSignal;
 }
 
@@ -35,7 +35,7 @@ export async function pollUntil<T>(
   const { firstDelayMs = 100, factor = 1.6, maxDelayMs = 5_000, timeoutMs = 120_000, what = 'ACME object' } = opts;
   const deadline = Date.now() + timeoutMs;
   const { signal } = opts;
-  const initialWait = opts.initialWait ?? (() => sleep(firstDelayMs, undefined, { signal }));
+  const initialWait = opts.initialWait ?? (() => sleepUnlessAborted(firstDelayMs, signal));
   let delay = firstDelayMs;
   for (let attempt = 0; ; attempt++) {
     if (attempt === 0) {
@@ -43,7 +43,7 @@ export async function pollUntil<T>(
     } else {
       const remaining = deadline - Date.now();
       if (remaining <= 0) throw new AcmeTimeoutError(`${what} did not settle within ${Math.round(timeoutMs / 1000)} s`);
-      await sleep(Math.min(delay, remaining), undefined, { signal });
+      await sleepUnlessAborted(Math.min(delay, remaining), signal);
     }
     signal?.throwIfAborted();
     const { value, retryAfterMs } = await fetchOnce();

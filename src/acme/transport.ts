@@ -4,7 +4,8 @@
  * a minute, flattens problem documents into strings, and on a network failure
  * throws a TypeError that hides the real cause. Here: keep-alive connections,
  * a request timeout, the extra `ca_bundle` roots, nonce harvesting, a request
- * counter, and typed errors; retrying is the caller's decision.
+ * counter, typed errors, and an AbortSignal per request; retrying is the
+ * caller's decision (retry.ts, applied in acme-client-hooks.ts).
  */
 import http from 'node:http';
 import https from 'node:https';
@@ -27,6 +28,12 @@ export interface TransportOptions {
   nonces: NoncePool;
 }
 
+export interface TransportRequestOptions {
+  data?: unknown;
+  headers?: Record<string, string>;
+  signal?: AbortSignal;
+}
+
 const BAD_NONCE = 'urn:ietf:params:acme:error:badNonce';
 
 export class Transport {
@@ -43,9 +50,9 @@ export class Transport {
     });
   }
 
-  /** acme-client's HttpClient.request signature. */
-  request = async (url: string, method: string, opts: { data?: unknown; headers?: Record<string, string> } = {}): Promise<TransportResponse> => {
-    const resp = await this.send(url, method.toUpperCase(), opts.data);
+  /** acme-client's HttpClient.request signature, plus a signal that ends the request (rejecting with its reason). */
+  request = async (url: string, method: string, opts: TransportRequestOptions = {}): Promise<TransportResponse> => {
+    const resp = await this.send(url, method.toUpperCase(), opts.data, opts.signal);
     const problem = resp.status >= 400 ? toProblem(resp) : undefined;
     // acme-client resends a badNonce request itself with the nonce from this
     // response, so that nonce must not also go into the pool.
@@ -61,7 +68,8 @@ export class Transport {
     this.httpAgent.destroy();
   }
 
-  private send(url: string, method: string, data: unknown): Promise<TransportResponse> {
+  private send(url: string, method: string, data: unknown, signal: AbortSignal | undefined): Promise<TransportResponse> {
+    signal?.throwIfAborted();
     const target = new URL(url);
     const body = data === undefined ? undefined : Buffer.from(JSON.stringify(data));
     const client = target.protocol === 'https:' ? https : http;
@@ -71,6 +79,7 @@ export class Transport {
         method,
         agent: target.protocol === 'https:' ? this.httpsAgent : this.httpAgent,
         timeout: this.opts.timeoutMs ?? 30_000,
+        signal,
         headers: {
           'user-agent': this.opts.userAgent ?? 'acmed',
           ...(body ? { 'content-type': 'application/jose+json', 'content-length': String(body.length) } : {}),
@@ -78,7 +87,7 @@ export class Transport {
       }, (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (chunk: Buffer) => chunks.push(chunk));
-        res.on('error', (err) => reject(networkError(target, err)));
+        res.on('error', (err) => reject(signal?.aborted ? signal.reason : networkError(target, err)));
         res.on('end', () => {
           const text = Buffer.concat(chunks).toString('utf8');
           const type = String(res.headers['content-type'] ?? '');
@@ -94,7 +103,7 @@ export class Transport {
         });
       });
       req.on('timeout', () => req.destroy(Object.assign(new Error('request timed out'), { code: 'ETIMEDOUT' })));
-      req.on('error', (err) => reject(networkError(target, err)));
+      req.on('error', (err) => reject(signal?.aborted ? signal.reason : networkError(target, err)));
       req.end(body);
     });
   }

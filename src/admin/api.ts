@@ -7,9 +7,11 @@ import type http from 'node:http';
 import { AcmeError, AcmeProblemError, errorKind } from '../acme/errors.js';
 import { InvalidHostnameError } from '../hostname.js';
 import type { Logger } from '../log.js';
-import { AccountUnavailableError, BackedOffError, ShuttingDownError, type IssueOutcome } from '../daemon/issuer.js';
+import { AccountUnavailableError, BackedOffError, CertificateHeldError, ShuttingDownError, type IssueOutcome } from '../daemon/issuer.js';
+import { CaUnavailableError, type CaState } from '../renewal/ca-backoff.js';
 import type { PassResult } from '../renewal/renewer.js';
-import { LockTimeoutError } from '../storage/lock.js';
+import { isStoreFault } from '../storage/errors.js';
+import { LockLostError, LockTimeoutError } from '../storage/lock.js';
 import { HostNotAllowedError } from '../config/managed.js';
 import { HttpError, readBody, sendJson, truthy } from './http-util.js';
 
@@ -25,11 +27,20 @@ export interface CertificateStatus {
   issuer_cn: string | null;
   location: string;
   managed: boolean;
-  /** When the renewal loop will renew it (as of its last pass), if known. */
+  /** When the scheduler renews it, from the index; null only while there is no certificate. */
   renew_at: string | null;
+  /** The rule that set renew_at: ari, threshold, lifetime-fraction, nearly-expired, expired. */
+  renew_reason: string | null;
   failures: number;
   last_error: string | null;
   backoff_until: string | null;
+  /** An order placed and not finished (resumed after a restart). */
+  pending_order: string | null;
+}
+
+export interface HealthReport {
+  ok: boolean;
+  checks: Record<string, { ok: boolean } & Record<string, unknown>>;
 }
 
 export interface AdminBackend {
@@ -37,10 +48,12 @@ export interface AdminBackend {
   renew(opts: { only?: string; force?: boolean }): Promise<PassResult>;
   /** Removes a certificate from storage, revoking it at the CA first when asked; null when there is none. */
   remove(host: string, opts: { revoke: boolean; reason: number }): Promise<{ name: string; revoked: boolean } | null>;
-  certificates(): Promise<CertificateStatus[]>;
+  certificates(): Promise<CertificateStatus[]> | CertificateStatus[];
   certificate(host: string): Promise<CertificateStatus | null>;
-  health(): Promise<{ ok: boolean; checks: Record<string, string> }>;
+  health(): Promise<HealthReport>;
   metrics(): Promise<{ contentType: string; body: string }>;
+  /** The CA's backoff state, shown beside the certificate list. */
+  ca(): CaState;
 }
 
 type Handler = (req: http.IncomingMessage, res: http.ServerResponse, params: string[], url: URL) => Promise<void>;
@@ -82,7 +95,7 @@ export function createAdminHandler(backend: AdminBackend, log: Logger): http.Req
       method: 'GET', path: /^\/acme\/certificates$/, handler: async (_req, res, _params, url) => {
         const all = await backend.certificates();
         const invalidOnly = truthy(url.searchParams.get('invalid_only'));
-        sendJson(res, 200, { data: invalidOnly ? all.filter((c) => !c.valid) : all });
+        sendJson(res, 200, { data: invalidOnly ? all.filter((c) => !c.valid) : all, ca: backend.ca() });
       },
     },
     {
@@ -158,7 +171,13 @@ function toErrorResponse(err: unknown): { status: number; body: Record<string, u
     return { status: kind === 'rateLimited' ? 429 : 502, body };
   }
   if (err instanceof ShuttingDownError) return { status: 503, body: { message: err.message, kind: 'shutting_down' } };
-  if (err instanceof LockTimeoutError) return { status: 409, body: { message: err.message, kind: 'locked' } };
+  if (err instanceof LockTimeoutError || err instanceof LockLostError) return { status: 409, body: { message: err.message, kind: 'locked' } };
+  if (err instanceof CaUnavailableError) {
+    const retryAfter = Math.max(1, Math.ceil((Date.parse(err.state.until ?? '') - Date.now()) / 1000) || 1);
+    return { status: 503, body: { message: err.message, kind: 'ca_unavailable', ca: err.state }, headers: { 'retry-after': String(retryAfter) } };
+  }
+  if (err instanceof CertificateHeldError) return { status: 503, body: { message: err.message, kind: 'store' } };
+  if (isStoreFault(err)) return { status: 503, body: { message: `storage failed: ${(err as Error).message}`, kind: 'store' } };
   if (err instanceof AcmeError) {
     const kind = errorKind(err);
     const retryAfter = err.retryAfterMs !== undefined ? Math.ceil(err.retryAfterMs / 1000) : undefined;

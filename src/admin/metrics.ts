@@ -4,17 +4,24 @@
  * ACME engine, so there is no second copy of state to keep in step.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { DeployHooks } from '../daemon/deploy-hooks.js';
 import type { Issuer } from '../daemon/issuer.js';
-import type { Storage } from '../storage/storage.js';
+import type { CaBackoff } from '../renewal/ca-backoff.js';
+import type { CertificateIndex } from '../renewal/index.js';
+import type { StoreHealth } from '../storage/health.js';
 
 export interface MetricsSources {
   issuer: Issuer;
-  storage: Storage;
+  hooks: DeployHooks;
+  index: CertificateIndex;
+  ca: CaBackoff;
+  queue: { readonly pending: string[] };
+  now: () => number;
   /** ACME requests sent so far, when the engine exists. */
   acmeRequests: () => number | undefined;
   /** http-01 lookups answered and missed. */
   challengeStats: () => { hits: number; misses: number };
-  storageHealthy: () => Promise<boolean>;
+  storageHealth: () => StoreHealth;
 }
 
 export function createMetrics(sources: MetricsSources): Registry {
@@ -29,20 +36,23 @@ export function createMetrics(sources: MetricsSources): Registry {
     buckets: [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120], registers: [registry],
   });
   const hooks = new Counter({ name: 'acmed_deploy_hook_runs_total', help: 'Deploy hook runs by result', labelNames: ['result'], registers: [registry] });
-  sources.issuer.on('issued', (outcome) => {
-    orders.inc({ result: 'issued', kind: '' });
-    duration.observe(outcome.durationMs / 1000);
-    if (outcome.deployHook) hooks.inc({ result: outcome.deployHook.ok ? 'ok' : 'failed' });
+  sources.issuer.on('outcome', (event) => {
+    if (event.type === 'issued') {
+      orders.inc({ result: 'issued', kind: '' });
+      duration.observe(event.outcome.durationMs / 1000);
+    } else if (event.type === 'failed') {
+      orders.inc({ result: 'failed', kind: event.kind });
+    }
   });
-  sources.issuer.on('failed', ({ kind }) => orders.inc({ result: 'failed', kind }));
+  sources.hooks.on('ran', (run) => hooks.inc({ result: run.ok ? 'ok' : 'failed' }));
 
   new Gauge({
     name: 'acmed_certificate_not_after_seconds', help: 'Expiry of each stored certificate (unix time)', labelNames: ['name'], registers: [registry],
-    async collect() {
+    collect() {
+      // From the index: a scrape reads no certificate.
       this.reset();
-      for (const name of await sources.storage.listCertificates().catch(() => [])) {
-        const bundle = await sources.storage.getCertificate(name).catch(() => null);
-        if (bundle) this.set({ name }, Date.parse(bundle.notAfter) / 1000);
+      for (const record of sources.index.all()) {
+        if (record.notAfter) this.set({ name: record.name }, Date.parse(record.notAfter) / 1000);
       }
     },
   });
@@ -62,8 +72,37 @@ export function createMetrics(sources: MetricsSources): Registry {
   });
   new Gauge({
     name: 'acmed_storage_up', help: '1 when the storage backend answers', registers: [registry],
-    async collect() {
-      this.set((await sources.storageHealthy()) ? 1 : 0);
+    collect() {
+      const health = sources.storageHealth();
+      this.set(health.up && health.writable ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'acmed_ca_up', help: '1 unless the CA is in backoff after network errors, timeouts or 5xx', registers: [registry],
+    collect() {
+      this.set(sources.ca.state().up ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'acmed_ca_backoff_until_seconds', help: 'End of the CA backoff (unix time); 0 when the CA is up', registers: [registry],
+    collect() {
+      const until = sources.ca.state().until;
+      this.set(until ? Date.parse(until) / 1000 : 0);
+    },
+  });
+  new Gauge({
+    name: 'acmed_certificate_renew_at_seconds', help: 'When each certificate is due for renewal (unix time)', labelNames: ['name'], registers: [registry],
+    collect() {
+      this.reset();
+      for (const record of sources.index.all()) {
+        if (record.renewAt) this.set({ name: record.name }, Date.parse(record.renewAt) / 1000);
+      }
+    },
+  });
+  new Gauge({
+    name: 'acmed_orders_queued', help: 'Jobs waiting in the work queue or running', registers: [registry],
+    collect() {
+      this.set(sources.queue.pending.length);
     },
   });
   new Gauge({

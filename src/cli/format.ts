@@ -1,6 +1,7 @@
 /** Human output for the certificate commands. */
 import type { CertificateStatus } from '../admin/api.js';
 import type { IssueOutcome } from '../daemon/issuer.js';
+import type { CaState } from '../renewal/ca-backoff.js';
 import type { PassResult } from '../renewal/renewer.js';
 
 export function formatOutcome(outcome: IssueOutcome): string {
@@ -44,7 +45,13 @@ export function formatStatus(row: CertificateStatus): string {
     `serial:   ${row.serial_number ?? '-'}`,
     `issuer:   ${row.issuer_cn ?? '-'}`,
     `files:    ${row.location}`,
-    `renew at: ${row.renew_at ?? '-'}`,
+    `renew at: ${row.renew_at ? `${row.renew_at} (${row.renew_reason})` : row.not_after ? '-' : 'as soon as possible (no certificate yet)'}`,
+    ...(row.pending_order ? [`order:    ${row.pending_order} (placed, not finished; resumed by the next attempt)`] : []),
     ...(row.last_error ? [`failures: ${row.failures}`, `error:    ${row.last_error}`, `backoff:  ${row.backoff_until ?? '-'}`] : []),
   ].join('\n');
+}
+
+export function formatCaBackoff(ca: CaState): string {
+  return `CA unreachable (${ca.failures} failure${ca.failures === 1 ? '' : 's'}, last: ${ca.lastError ?? '-'}); `
+    + `orders wait and resume by themselves after ${ca.until ?? '-'}`;
 }

@@ -6,9 +6,10 @@
 import { Command } from 'commander';
 import type { CertificateStatus } from '../admin/api.js';
 import type { IssueOutcome } from '../daemon/issuer.js';
+import type { CaState } from '../renewal/ca-backoff.js';
 import type { PassResult } from '../renewal/renewer.js';
 import { adminRequest, CliError, expectOk } from './admin-client.js';
-import { formatOutcome, formatPass, formatStatus, formatTable } from './format.js';
+import { formatCaBackoff, formatOutcome, formatPass, formatStatus, formatTable } from './format.js';
 import { resolveSocketPath } from './socket-path.js';
 
 interface ClientFlags {
@@ -75,7 +76,9 @@ clientCommand('revoke', 'revoke the certificate for <host> at the CA and remove 
 
 clientCommand('list', 'list certificates with expiry and status')
   .action(async (flags: ClientFlags) => {
-    const { data } = expectOk(await adminRequest<{ data: CertificateStatus[] }>(resolveSocketPath(flags), 'GET', '/acme/certificates'));
+    const { data, ca } = expectOk(await adminRequest<{ data: CertificateStatus[]; ca?: CaState }>(resolveSocketPath(flags), 'GET', '/acme/certificates'));
+    // --json stays the bare array; the CA's backoff goes to stderr so scripts reading stdout are unaffected.
+    if (ca && !ca.up) process.stderr.write(`${formatCaBackoff(ca)}\n`);
     print(flags, data, formatTable(data));
   });
 

@@ -108,6 +108,16 @@ export const configSchema = z.strictObject({
   cluster: z.boolean().default(false),
   /** Encrypts acmed's records and the account key at rest (AES-256-GCM); see README. */
   keyring_key_file: z.string().min(1).nullable().default(null),
+  /** The work queue's width: orders running at once, whatever asked for them. */
+  max_concurrent_orders: z.number().int().min(1).max(1000).default(8),
+  /**
+   * Where certificates the CA issued but the store refused (down, disk full)
+   * are held until it accepts them. null: <file path>/spool for file storage,
+   * /var/lib/acmed/spool otherwise.
+   */
+  spool_dir: z.string().min(1).nullable().default(null),
+  /** /healthz reports the store unhealthy when file storage has less free space than this. */
+  min_free_mb: z.number().min(0).default(64),
   /** How long a certificate's lock outlives a holder that stopped renewing it (a dead instance). */
   lock_ttl_seconds: z.number().int().min(5).max(3600).default(60),
   storage_config: z.strictObject({

@@ -1,33 +1,46 @@
 /**
- * The daemon's lifecycle: read the config, open storage, bind the http-01
- * listeners and the admin socket, issue every configured certificate that
- * storage lacks, and keep them renewed. SIGHUP applies a new config without
- * dropping work; SIGTERM stops taking work, lets running orders finish (or
- * abandons them cleanly) and exits. The ACME account is loaded lazily and
- * retried, so a CA that is down at boot does not keep acmed from starting.
+ * The daemon's lifecycle: read the config, open storage (behind the health
+ * decorator), release locks its own previous run left, load the index, bind
+ * the http-01 listeners and the admin socket, and start the scheduler, which
+ * issues what is missing and renews what falls due. Every request becomes a
+ * job on one bounded work queue; the issuer's outcome events feed the index,
+ * the scheduler, metrics and the deploy hook. SIGHUP applies a new config
+ * without dropping work; SIGTERM stops taking work, lets running orders
+ * finish (or abandons them cleanly) and exits. The ACME account is loaded
+ * lazily and retried, so a CA that is down at boot does not keep acmed from
+ * starting.
  */
 import { readFile } from 'node:fs/promises';
 import type http from 'node:http';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { join } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
-import { AcmeEngine } from '../acme/client.js';
 import type { Registry } from 'prom-client';
-import { createAdminHandler, type AdminBackend, type CertificateStatus } from '../admin/api.js';
+import { AcmeEngine } from '../acme/client.js';
+import { isCaFault } from '../acme/errors.js';
+import { createAdminHandler, type AdminBackend, type CertificateStatus, type HealthReport } from '../admin/api.js';
 import { createMetrics } from '../admin/metrics.js';
 import { closeAdminSocket, listenAdminSocket } from '../admin/server.js';
 import { ChallengeServer } from '../challenge/server.js';
 import { ChallengeTokens } from '../challenge/tokens.js';
+import { certificateForHost, type ManagedCertificate } from '../config/managed.js';
 import type { Config } from '../config/schema.js';
 import { createLogger, type Logger } from '../log.js';
+import { CaBackoff } from '../renewal/ca-backoff.js';
+import { recordJobEvents } from '../renewal/index-events.js';
+import { CertificateIndex } from '../renewal/index.js';
+import type { IssueOutcome } from '../renewal/job.js';
 import { Renewer } from '../renewal/renewer.js';
-import { StorageError } from '../storage/errors.js';
+import type { Timers } from '../renewal/due-queue.js';
+import { WorkQueue } from '../renewal/work-queue.js';
+import { withHealth, type MonitoredStorage } from '../storage/health.js';
 import { createStorage } from '../storage/index.js';
 import { keys } from '../storage/keys.js';
-import { withLock } from '../storage/lock.js';
-import type { Storage } from '../storage/storage.js';
+import { releaseStaleOwnLocks, withLock } from '../storage/lock.js';
+import { CertificateSpool } from '../storage/spool.js';
 import { runDeployHook } from './deploy-hook.js';
-import { Issuer } from './issuer.js';
-import { certificateForHost, configuredCertificates } from '../config/managed.js';
+import { DeployHooks } from './deploy-hooks.js';
+import { Issuer, ShuttingDownError } from './issuer.js';
+import { logJobEvents } from './outcome-log.js';
 import { findStatus, listStatuses } from './status.js';
 import { activationFds } from './systemd.js';
 
@@ -36,15 +49,16 @@ export interface DaemonOptions {
   log?: Logger;
   /** Injectable clock, for renewal and backoff tests. */
   now?: () => number;
+  /** Injectable timers for the scheduler (tests move the clock and fire it). */
+  timers?: Timers;
 }
 
 /** Running orders get this long to finish on shutdown before they are abandoned. */
 const DRAIN_GRACE_MS = 6_000;
-/** Probing a store that is down: first after 1 s, doubling, at most every 30 s. */
-const STORAGE_RETRY_FIRST_MS = 1_000;
-const STORAGE_RETRY_MAX_MS = 30_000;
 /** Keys whose change means a new ACME engine (account, CA, trust). */
 const ENGINE_KEYS = ['api_uri', 'ca_bundle', 'account_email', 'eab_kid', 'eab_hmac_key', 'preferred_chain'] as const;
+/** A certificate past its renewal time by more than this, and not in backoff, counts as overdue in /healthz. */
+const OVERDUE_GRACE_MS = 10 * 60_000;
 
 export class Daemon {
   private enginePromise?: Promise<AcmeEngine>;
@@ -53,29 +67,56 @@ export class Daemon {
   private readonly metrics: Registry;
   private adminServer?: http.Server;
   private stopped?: Promise<void>;
-  private recovering?: Promise<void>;
+  private indexLoaded?: Promise<void>;
   readonly renewer: Renewer;
+  readonly queue: WorkQueue<IssueOutcome>;
+  readonly hooks: DeployHooks;
+  readonly issuer: Issuer;
 
   private constructor(
     private current: Config,
     readonly log: Logger,
-    readonly storage: Storage,
+    readonly storage: MonitoredStorage,
+    readonly index: CertificateIndex,
+    readonly spool: CertificateSpool,
+    readonly ca: CaBackoff,
     readonly tokens: ChallengeTokens,
     readonly challengeServer: ChallengeServer,
-    readonly issuer: Issuer,
     private readonly now: () => number,
+    timers: Timers | undefined,
   ) {
-    this.renewer = new Renewer({
-      config: () => this.current, storage, issuer, engine: () => this.engine(), log, now,
-      onStorageError: (err) => this.recoverStorage(err),
+    this.issuer = new Issuer({
+      engine: () => this.engine(), storage, index, spool, ca, tokens, log, now,
+      keyType: () => ({ keyType: this.current.cert_type, rsaBits: this.current.rsa_key_size }),
+      lockTtlMs: () => this.current.lock_ttl_seconds * 1000,
     });
+    this.queue = new WorkQueue(current.max_concurrent_orders);
+    this.renewer = new Renewer({
+      config: () => this.current, index, storage, ca, log, timers: timers ?? { now, setTimeout: (fn, ms) => setTimeout(fn, ms).unref(), clearTimeout: (t) => clearTimeout(t as NodeJS.Timeout) },
+      engine: () => this.engine(),
+      submit: (cert, opts) => this.submit(cert, opts?.force),
+    });
+    this.hooks = new DeployHooks((outcome) => this.runHook(outcome));
+    // One outcome event per job; everything that reacts to a job listens here.
+    this.issuer.on('outcome', recordJobEvents(index, {
+      policy: () => ({ renewThresholdDays: this.current.renew_threshold_days }),
+      failBackoffMinutes: () => this.current.fail_backoff_minutes,
+      log, now,
+    }));
+    this.issuer.on('outcome', logJobEvents(log));
+    this.issuer.on('outcome', this.hooks.onEvent);
+    this.issuer.on('outcome', (event) => this.renewer.afterJob(event));
     this.metrics = createMetrics({
-      issuer,
-      storage,
+      issuer: this.issuer, hooks: this.hooks, index, ca,
       acmeRequests: () => this.loadedEngine?.requestCount,
       challengeStats: () => tokens.stats,
-      storageHealthy: async () => (await this.health()).ok,
+      storageHealth: () => storage.health(),
+      queue: this.queue,
+      now,
     });
+    storage.on('down', (h) => log.error({ err: h.lastError, storage: storage.kind }, 'storage is not answering; will retry with backoff'));
+    storage.on('up', () => void this.storageBack());
+    ca.on('up', () => log.info('the CA answers again; orders resume'));
   }
 
   get config(): Config {
@@ -86,23 +127,13 @@ export class Daemon {
     const config = opts.config;
     const log = opts.log ?? createLogger(config.log_level);
     const now = opts.now ?? Date.now;
-    const storage = await createStorage(config);
+    const storage = withHealth(await createStorage(config), { log, now, minFreeBytes: config.min_free_mb * 1024 * 1024 });
+    const spool = await CertificateSpool.open(spoolDir(config), { log });
+    const index = new CertificateIndex({ storage, log, now, policy: () => ({ renewThresholdDays: daemon.config.renew_threshold_days }) });
+    const ca = new CaBackoff({ now });
     const tokens = new ChallengeTokens(storage);
     const challengeServer = new ChallengeServer({ tokens, log });
-    let daemon: Daemon | undefined;
-    const issuer = new Issuer({
-      engine: () => daemon!.engine(),
-      storage,
-      tokens,
-      log,
-      now,
-      keyType: () => ({ keyType: daemon!.config.cert_type, rsaBits: daemon!.config.rsa_key_size }),
-      failBackoffMinutes: () => daemon!.config.fail_backoff_minutes,
-      lockTtlMs: () => daemon!.config.lock_ttl_seconds * 1000,
-      onStorageError: (err) => daemon!.recoverStorage(err),
-      afterIssue: (outcome) => daemon!.runHook(outcome.name, outcome.names, outcome.notAfter),
-    });
-    daemon = new Daemon(config, log, storage, tokens, challengeServer, issuer, now);
+    const daemon: Daemon = new Daemon(config, log, storage, index, spool, ca, tokens, challengeServer, now, opts.timers);
     try {
       await challengeServer.listen(daemon.listenAddresses(config));
       daemon.adminServer = await listenAdminSocket(config.admin.socket, createAdminHandler(daemon.adminBackend(), log));
@@ -110,11 +141,40 @@ export class Daemon {
       await daemon.stop();
       throw err;
     }
-    daemon.renewer.start();
     log.info({ challenge: challengeServer.boundAddresses(), admin: config.admin.socket, storage: storage.kind }, 'acmed started');
-    // Load the account now, so the first order does not pay for it; then fill in what is missing.
-    void daemon.engine().catch(() => {}).then(() => daemon.issueMissing());
+    // Load the account now, so the first order does not pay for it.
+    void daemon.engine().catch(() => {});
+    daemon.indexLoaded = daemon.loadState();
+    await daemon.indexLoaded;
     return daemon;
+  }
+
+  /** Releases our predecessor's locks, loads the index and plans every certificate; retried when the store comes back. */
+  private async loadState(): Promise<void> {
+    try {
+      const released = await releaseStaleOwnLocks(this.storage);
+      if (released.length > 0) this.log.info({ locks: released }, 'released locks left by this host\'s previous run');
+      const { records, rebuilt } = await this.index.load();
+      this.log.info({ records, rebuilt, held: this.spool.held().length }, 'certificate index loaded');
+    } catch (err) {
+      this.log.error({ err: (err as Error).message }, 'cannot load the certificate index; planning from the config until the store answers');
+    }
+    await this.renewer.start().catch((err: Error) => this.log.error({ err: err.message }, 'cannot plan renewals'));
+    this.planHeld();
+  }
+
+  /** Certificates held in the spool are stored by the next job for their name. */
+  private planHeld(): void {
+    for (const bundle of this.spool.held()) this.renewer.due.schedule(bundle.name, new Date(this.now()));
+  }
+
+  private async storageBack(): Promise<void> {
+    if (this.issuer.stopping) return;
+    this.log.info({ storage: this.storage.kind }, 'storage answers again; resuming');
+    await this.index.flush().catch(() => {});
+    await this.index.load().catch(() => {});
+    await this.renewer.planAll().catch(() => {});
+    this.planHeld();
   }
 
   /** The ACME engine, created on first use; a failed start is retried on the next use. */
@@ -133,27 +193,27 @@ export class Daemon {
       this.enginePromise = attempt;
       attempt.then((engine) => {
         this.loadedEngine = engine;
+        this.ca.success();
       }, (err: Error) => {
         this.log.error({ err: err.message, api_uri: config.api_uri }, 'cannot load the ACME account; will retry on the next order');
+        if (isCaFault(err)) this.ca.fault(err);
         if (this.enginePromise === attempt) this.enginePromise = undefined;
       });
     }
     return this.enginePromise;
   }
 
-  /** Issues every configured certificate that storage does not hold yet. */
-  async issueMissing(): Promise<void> {
-    for (const cert of configuredCertificates(this.current)) {
-      if (this.issuer.stopping) return;
-      try {
-        const stored = await this.storage.getCertificate(cert.name);
-        if (stored && cert.names.every((n) => stored.names.includes(n))) continue;
-        await this.issuer.issue(cert);
-      } catch (err) {
-        // Order failures are logged by the issuer; one certificate's failure never stops the others.
-        if (err instanceof StorageError) this.recoverStorage(err);
-      }
-    }
+  /** Hands a job to the work queue: the one way any caller gets a certificate issued. */
+  submit(cert: ManagedCertificate, force = false): Promise<IssueOutcome> {
+    if (this.issuer.stopping) return Promise.reject(new ShuttingDownError());
+    return this.queue.submit(cert.name, () => this.issuer.run({ cert, force }));
+  }
+
+  /** A job for a host, waiting for its result and its deploy hook (acmed issue, POST /acme). */
+  async issue(host: string, force = false): Promise<IssueOutcome> {
+    const outcome = await this.submit(certificateForHost(this.current, host), force);
+    const hook = await this.hooks.resultOf(outcome);
+    return hook ? { ...outcome, deployHook: { ok: hook.ok, exitCode: hook.exitCode, timedOut: hook.timedOut, output: hook.output } } : outcome;
   }
 
   /**
@@ -163,12 +223,15 @@ export class Daemon {
    */
   async reload(next: Config): Promise<void> {
     const previous = this.current;
-    const storageKeys = ['storage', 'storage_config', 'haproxy_pem'] as const;
+    const storageKeys = ['storage', 'storage_config', 'haproxy_pem', 'spool_dir', 'min_free_mb'] as const;
     const storageChanged = storageKeys.filter((k) => !isDeepStrictEqual(previous[k], next[k]));
     if (storageChanged.length > 0) {
       this.log.warn({ keys: storageChanged }, 'storage settings changed; they take effect on restart');
     }
-    const applied: Config = { ...next, storage: previous.storage, storage_config: previous.storage_config, haproxy_pem: previous.haproxy_pem };
+    const applied: Config = {
+      ...next, storage: previous.storage, storage_config: previous.storage_config, haproxy_pem: previous.haproxy_pem,
+      spool_dir: previous.spool_dir, min_free_mb: previous.min_free_mb,
+    };
     this.current = applied;
     this.log.level = applied.log_level;
 
@@ -177,7 +240,7 @@ export class Daemon {
       const old = this.enginePromise;
       this.enginePromise = undefined;
       this.loadedEngine = undefined;
-      void old?.then((engine) => this.issuer.drain().then(() => engine.close()), () => {});
+      void old?.then((engine) => this.queue.drain().then(() => engine.close()), () => {});
     }
     if (!isDeepStrictEqual(this.listenAddresses(previous), this.listenAddresses(applied))) {
       await this.challengeServer.listen(this.listenAddresses(applied));
@@ -187,41 +250,23 @@ export class Daemon {
       this.adminServer = await listenAdminSocket(applied.admin.socket, createAdminHandler(this.adminBackend(), this.log));
       if (old) await closeAdminSocket(old, previous.admin.socket);
     }
-    this.renewer.start();
+    this.queue.resize(applied.max_concurrent_orders);
+    if (previous.renew_threshold_days !== applied.renew_threshold_days) await this.index.replan().catch(() => {});
+    await this.renewer.start();
     this.log.info({ certificates: applied.certificates.length, challenge: this.challengeServer.boundAddresses() }, 'config reloaded');
-    void this.issueMissing();
-  }
-
-  /**
-   * The store stopped answering: keep serving what is in memory, report
-   * unhealthy, and probe with backoff; once it answers again, redo the work
-   * that failed (missing certificates, the renewal pass).
-   */
-  recoverStorage(err: Error): void {
-    if (this.recovering || this.issuer.stopping) return;
-    this.log.error({ err: err.message, storage: this.storage.kind }, 'storage is not answering; will retry with backoff');
-    this.recovering = (async () => {
-      for (let delay = STORAGE_RETRY_FIRST_MS; !this.issuer.stopping; delay = Math.min(delay * 2, STORAGE_RETRY_MAX_MS)) {
-        await sleep(delay);
-        if ((await this.health()).ok) break;
-      }
-      this.recovering = undefined;
-      if (this.issuer.stopping) return;
-      this.log.info({ storage: this.storage.kind }, 'storage answers again; resuming');
-      await this.issueMissing();
-      await this.renewer.pass().catch(() => {});
-    })();
   }
 
   /** Stops taking work, lets running orders finish (abandoning them after a grace period), closes everything. */
   stop(): Promise<void> {
     this.stopped ??= (async () => {
       this.issuer.stopAccepting();
+      this.queue.cancelWaiting(() => new ShuttingDownError());
       // No new admin connections; the ones waiting on an order get their answer below.
       const adminClosed = this.adminServer ? closeAdminSocket(this.adminServer, this.current.admin.socket) : Promise.resolve();
+      await this.indexLoaded?.catch(() => {});
       await this.renewer.stop();
       const drained = await Promise.race([
-        this.issuer.drain().then(() => true),
+        this.queue.drain().then(() => true),
         new Promise<boolean>((resolve) => setTimeout(() => resolve(false), DRAIN_GRACE_MS).unref()),
       ]);
       const engine = this.enginePromise ? await this.enginePromise.catch(() => undefined) : undefined;
@@ -229,11 +274,12 @@ export class Daemon {
         this.log.warn({ running: this.issuer.running }, 'abandoning running orders');
         this.issuer.abortAll();
         engine?.close(); // fails requests in flight now instead of after their timeout
-        await this.issuer.drain();
+        await this.queue.drain();
       }
       engine?.close();
       await adminClosed;
       await this.challengeServer.close();
+      await this.index.flush().catch(() => {});
       await this.storage.close();
       this.log.info('acmed stopped');
     })();
@@ -246,28 +292,29 @@ export class Daemon {
     return fds.length > 0 ? fds.map((fd) => `fd:${fd}`) : config.challenge.listen;
   }
 
-  private async runHook(name: string, names: string[], notAfter: string) {
+  private async runHook(outcome: IssueOutcome) {
     const command = this.current.deploy_hook;
     if (!command) return undefined;
     return runDeployHook({
       command,
       timeoutMs: this.current.deploy_hook_timeout_seconds * 1000,
-      lineage: this.storage.location(name).replace(/\/$/, ''),
-      names,
-      host: name,
-      notAfter,
+      lineage: this.storage.location(outcome.name).replace(/\/$/, ''),
+      names: outcome.names,
+      host: outcome.name,
+      notAfter: outcome.notAfter,
     }, this.log);
   }
 
   private adminBackend(): AdminBackend {
     return {
-      issue: async (host, force) => this.issuer.issue(certificateForHost(this.current, host), { force }),
+      issue: (host, force) => this.issue(host, force),
       renew: (opts) => this.renewer.pass(opts),
       remove: (host, opts) => this.remove(host, opts),
       certificates: () => this.certificateStatuses(),
-      certificate: async (host) => findStatus(await this.certificateStatuses(), host),
+      certificate: async (host) => findStatus(this.certificateStatuses(), host),
       health: () => this.health(),
       metrics: async () => ({ contentType: this.metrics.contentType, body: await this.metrics.metrics() }),
+      ca: () => this.ca.state(),
     };
   }
 
@@ -277,42 +324,63 @@ export class Daemon {
    * revoking a compromised key should not leave the name without one.
    */
   private async remove(host: string, opts: { revoke: boolean; reason: number }): Promise<{ name: string; revoked: boolean } | null> {
-    const row = findStatus(await this.certificateStatuses(), host);
+    const row = findStatus(this.certificateStatuses(), host);
     if (!row || row.not_after === null) return null;
     const name = row.host;
-    await withLock(this.storage, keys.lock(name), async () => {
+    await withLock(this.storage, keys.lock(name), async (lock) => {
       const bundle = await this.storage.getCertificate(name);
       if (!bundle) return;
       if (opts.revoke) await (await this.engine()).revoke(bundle.cert, opts.reason);
+      await lock.assertHeld();
       await this.storage.deleteCertificate(name);
-      await this.storage.delete(keys.ari(name));
+      await this.index.remove(name);
     }, { ttlMs: this.current.lock_ttl_seconds * 1000 });
     this.log.info({ cert: name, revoked: opts.revoke, reason: opts.reason }, 'certificate removed');
-    void this.issueMissing();
+    await this.renewer.planAll();
     return { name, revoked: opts.revoke };
   }
 
-  private async health(): Promise<{ ok: boolean; checks: Record<string, string> }> {
-    const checks: Record<string, string> = {};
-    try {
-      await this.storage.list(keys.lockPrefix);
-      checks.storage = 'ok';
-    } catch (err) {
-      checks.storage = (err as Error).message;
-    }
-    return { ok: checks.storage === 'ok', checks };
+  /** What /healthz reports: 503 when acmed cannot issue (CA in backoff) or cannot store (store down, read-only, full). */
+  async health(): Promise<HealthReport> {
+    const store = await this.storage.probe();
+    const ca = this.ca.state();
+    const nowMs = this.now();
+    const next = this.renewer.due.next();
+    const overdue = this.index.all().filter((r) => r.renewAt !== null && Date.parse(r.renewAt) < nowMs - OVERDUE_GRACE_MS
+      && !(r.backoff && Date.parse(r.backoff.until) > nowMs) && !this.issuer.running.includes(r.name)).length;
+    const storeOk = store.up && store.writable && !store.lowSpace;
+    const caOk = !this.ca.backedOff;
+    return {
+      ok: storeOk && caOk,
+      checks: {
+        ca: { ok: caOk, up: ca.up, failures: ca.failures, backoff_until: ca.until, last_error: ca.lastError, since: ca.since },
+        storage: {
+          ok: storeOk, up: store.up, writable: store.writable, free_bytes: store.freeBytes, low_space: store.lowSpace,
+          last_error: store.lastError, held_certificates: this.spool.held().length,
+        },
+        scheduler: {
+          ok: true, certificates: this.index.size, next_due: next?.at.toISOString() ?? null, next_name: next?.name ?? null,
+          overdue, queued: this.queue.pending.length, running: this.issuer.running.length,
+        },
+      },
+    };
   }
 
-  /** Status rows of every configured or stored certificate. */
-  certificateStatuses(): Promise<CertificateStatus[]> {
+  /** Status rows of every configured or indexed certificate, from the index: no certificate is read. */
+  certificateStatuses(): CertificateStatus[] {
     return listStatuses({
-      managed: configuredCertificates(this.current),
+      config: this.current,
+      records: this.index.all(),
       storage: this.storage,
-      running: this.issuer.running,
-      renewAt: (name) => this.renewer.dueAt(name),
+      running: new Set(this.queue.pending),
       now: this.now(),
     });
   }
+}
+
+function spoolDir(config: Config): string {
+  if (config.spool_dir) return config.spool_dir;
+  return config.storage === 'file' ? join(config.storage_config.file.path, 'spool') : '/var/lib/acmed/spool';
 }
 
 async function readCaBundle(path: string): Promise<string> {

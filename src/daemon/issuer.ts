@@ -1,52 +1,35 @@
 /**
  * The issuer turns a job (one certificate) into a stored certificate: it
- * joins an identical job already running in this process, refuses a host in
- * failure backoff, takes the certificate's lock in storage (so one instance
- * of several does the work), decides again under the lock whether an order
- * is still needed, runs it, writes the result, records success or failure
- * for the backoff, and emits one event that logs, metrics and the deploy
- * hook listen to.
+ * refuses a host in failure backoff, takes the certificate's lock in storage
+ * (so one instance of several does the work), re-reads the stored
+ * certificate and its index record under the lock, decides from that data
+ * whether an order is needed, runs it (resuming an order an earlier run left),
+ * checks it still holds the lock, writes the result, and emits one outcome
+ * event that the log, metrics, the index, the scheduler and the deploy hook
+ * listen to.
+ *
+ * A certificate the CA issued is never thrown away: if the store refuses it,
+ * it goes to the spool and the next job for that name stores it without a
+ * new order.
  */
 import { EventEmitter } from 'node:events';
-import type { AcmeEngine } from '../acme/client.js';
-import { errorKind, type AcmeError } from '../acme/errors.js';
-import type { Logger } from '../log.js';
-import { clearBackoff, loadBackoff, recordFailure } from '../renewal/backoff-store.js';
-import { isBackedOff, type BackoffRecord } from '../renewal/backoff.js';
-import { StorageError } from '../storage/errors.js';
-import { keys } from '../storage/keys.js';
-import { withLock, LockTimeoutError } from '../storage/lock.js';
-import type { CertificateBundle, Storage } from '../storage/storage.js';
-import type { ChallengeTokens } from '../challenge/tokens.js';
-import type { DeployHookRun } from './deploy-hook.js';
+import type { AcmeEngine, IssuedCertificate, PendingOrder } from '../acme/client.js';
+import { errorKind, isCaFault, AcmeError, type AcmeProblemError } from '../acme/errors.js';
+import type { ChallengePublisher } from '../challenge/publisher.js';
 import type { ManagedCertificate } from '../config/managed.js';
+import type { FailureBlame, IssueJob, IssueOutcome, JobEvent } from '../renewal/job.js';
+import type { Logger } from '../log.js';
+import { isBackedOff, type BackoffRecord } from '../renewal/backoff.js';
+import type { CaBackoff } from '../renewal/ca-backoff.js';
+import { isRenewalDue } from '../renewal/index-record.js';
+import type { CertificateIndex } from '../renewal/index.js';
+import { isStoreFault } from '../storage/errors.js';
+import { keys } from '../storage/keys.js';
+import { withLock, LockLostError, LockTimeoutError, type HeldLock } from '../storage/lock.js';
+import type { CertificateSpool } from '../storage/spool.js';
+import type { CertificateBundle, Storage } from '../storage/storage.js';
 
-/** What to do, decided under the certificate's lock with the freshest stored copy. */
-export interface IssuePlan {
-  issue: boolean;
-  /** ARI certID of the certificate being replaced. */
-  replaces?: string;
-}
-
-export interface IssueOptions {
-  /** Order even when a valid certificate is stored, and even during backoff. */
-  force?: boolean;
-  /** Replaces the default "issue when missing or not covering the names" check. */
-  plan?: (stored: CertificateBundle | null) => Promise<IssuePlan>;
-}
-
-export interface IssueOutcome {
-  name: string;
-  names: string[];
-  notBefore: string;
-  notAfter: string;
-  location: string;
-  /** False when a stored certificate already covered the names. */
-  issued: boolean;
-  requests: number;
-  durationMs: number;
-  deployHook?: Pick<DeployHookRun, 'ok' | 'exitCode' | 'timedOut' | 'output'>;
-}
+export type { IssueOutcome } from '../renewal/job.js';
 
 export class BackedOffError extends Error {
   readonly code = 'BACKED_OFF';
@@ -66,52 +49,52 @@ export class AccountUnavailableError extends Error {
 
 export class ShuttingDownError extends Error {
   readonly code = 'SHUTTING_DOWN';
-  constructor() {
-    super('acmed is shutting down; no new orders are taken');
+  constructor(message = 'acmed is shutting down; no new orders are taken') {
+    super(message);
   }
 }
 
-export interface IssuerEvents {
-  issued: [IssueOutcome];
-  failed: [{ name: string; names: string[]; error: Error; kind: string }];
+/** A running order that shutdown cut short; the next start resumes it. */
+export class OrderAbandonedError extends ShuttingDownError {
+  constructor(readonly name: string) {
+    super(`acmed is shutting down; the order for ${name} was abandoned and will be retried at the next start`);
+  }
+}
+
+/** The CA issued the certificate but the store refused it; it is held in the spool. */
+export class CertificateHeldError extends Error {
+  readonly code = 'CERTIFICATE_HELD';
+  constructor(readonly name: string, readonly cause: Error) {
+    super(`the certificate for ${name} was issued but could not be stored (${cause.message}); `
+      + 'it is held and will be stored as soon as the store accepts it, with no new order');
+  }
 }
 
 export interface IssuerOptions {
   engine: () => Promise<AcmeEngine>;
   storage: Storage;
-  tokens: ChallengeTokens;
+  index: CertificateIndex;
+  spool: CertificateSpool;
+  ca: CaBackoff;
+  tokens: ChallengePublisher;
   log: Logger;
   keyType: () => { keyType: 'ecc' | 'rsa'; rsaBits: number };
-  failBackoffMinutes: () => number;
   lockTtlMs: () => number;
-  /** Called when an order failed because the store did not answer; the host is not to blame. */
-  onStorageError?: (error: Error) => void;
-  /** Runs after a new certificate is stored (the deploy hook); its result is reported, never fatal. */
-  afterIssue?: (outcome: IssueOutcome) => Promise<DeployHookRun | undefined>;
   now?: () => number;
 }
 
-export class Issuer extends EventEmitter<IssuerEvents> {
-  private readonly inflight = new Map<string, Promise<IssueOutcome>>();
+export class Issuer extends EventEmitter<{ outcome: [JobEvent] }> {
   private readonly shutdown = new AbortController();
+  private readonly active = new Set<string>();
   private accepting = true;
 
   constructor(private readonly opts: IssuerOptions) {
     super();
   }
 
-  /** Certificates whose order is running now. */
+  /** Certificates whose job runs now. */
   get running(): string[] {
-    return [...this.inflight.keys()];
-  }
-
-  issue(cert: ManagedCertificate, options: IssueOptions = {}): Promise<IssueOutcome> {
-    if (!this.accepting) return Promise.reject(new ShuttingDownError());
-    const running = this.inflight.get(cert.name);
-    if (running) return running;
-    const job = this.run(cert, options).finally(() => this.inflight.delete(cert.name));
-    this.inflight.set(cert.name, job);
-    return job;
+    return [...this.active];
   }
 
   /** Refuses new jobs; running ones go on. */
@@ -129,96 +112,191 @@ export class Issuer extends EventEmitter<IssuerEvents> {
     return !this.accepting;
   }
 
-  /** Resolves once every running job has settled. */
-  async drain(): Promise<void> {
-    await Promise.allSettled([...this.inflight.values()]);
+  private get now(): number {
+    return (this.opts.now ?? Date.now)();
   }
 
-  private async run(cert: ManagedCertificate, options: IssueOptions): Promise<IssueOutcome> {
-    const { storage, log } = this.opts;
-    const now = this.opts.now ?? Date.now;
+  /** Runs one job; resolves with what was stored (or found valid), rejects with a typed error. */
+  async run(job: IssueJob): Promise<IssueOutcome> {
+    const { cert } = job;
+    if (!this.accepting) {
+      const error = new ShuttingDownError();
+      this.emit('outcome', { type: 'skipped', name: cert.name, names: cert.names, reason: 'shutdown', error });
+      throw error;
+    }
+    const record = this.opts.index.get(cert.name);
+    if (!job.force && record?.backoff && isBackedOff(record.backoff, new Date(this.now))) {
+      const error = new BackedOffError(cert.name, record.backoff);
+      this.emit('outcome', { type: 'skipped', name: cert.name, names: cert.names, reason: 'backoff', error });
+      throw error;
+    }
+    this.active.add(cert.name);
     const started = Date.now();
     try {
-      if (!options.force) {
-        const backoff = await loadBackoff(storage, cert.name);
-        if (backoff && isBackedOff(backoff, new Date(now()))) throw new BackedOffError(cert.name, backoff);
-      }
-      const outcome = await withLock(storage, keys.lock(cert.name), async () => {
-        // Another instance (or an earlier run) may have done the work meanwhile.
-        const stored = await storage.getCertificate(cert.name);
-        const plan = options.plan ? await options.plan(stored) : defaultPlan(cert, stored, options, now());
-        if (!plan.issue) return this.outcome(cert, stored!, false, 0, started);
-        const engine = await this.opts.engine().catch((err: Error) => {
-          throw err instanceof StorageError ? err : new AccountUnavailableError(err);
-        });
-        const issued = await engine.issue({
-          names: cert.names, ...this.opts.keyType(), replaces: plan.replaces, signal: this.shutdown.signal,
-        }, this.opts.tokens);
-        const bundle: CertificateBundle = {
-          name: cert.name,
-          names: cert.names,
-          cert: issued.cert,
-          chain: issued.chain,
-          fullchain: issued.fullchain,
-          privkey: issued.privkey,
-          notBefore: issued.notBefore.toISOString(),
-          notAfter: issued.notAfter.toISOString(),
-        };
-        await storage.putCertificate(bundle);
-        return this.outcome(cert, bundle, true, issued.requests, started);
-      }, { signal: this.shutdown.signal, ttlMs: this.opts.lockTtlMs() });
-      if (!outcome.issued) return outcome;
-      await clearBackoff(storage, cert.name).catch((err: Error) => log.warn({ cert: cert.name, err: err.message }, 'could not clear backoff record'));
-      log.info({ cert: cert.name, names: cert.names, notAfter: outcome.notAfter, requests: outcome.requests, ms: outcome.durationMs }, 'certificate issued');
-      const hook = await this.opts.afterIssue?.(outcome);
-      if (hook) outcome.deployHook = { ok: hook.ok, exitCode: hook.exitCode, timedOut: hook.timedOut, output: hook.output };
-      this.emit('issued', outcome);
-      return outcome;
+      const result = await withLock(this.opts.storage, keys.lock(cert.name), (lock) => this.underLock(job, lock, started), {
+        signal: this.shutdown.signal, ttlMs: this.opts.lockTtlMs(),
+      });
+      this.emit('outcome', result);
+      return result.outcome!;
     } catch (err) {
-      await this.recordFailure(cert, err as Error);
-      throw err;
+      throw this.failed(cert, err as Error);
+    } finally {
+      this.active.delete(cert.name);
     }
   }
 
-  private async recordFailure(cert: ManagedCertificate, error: Error): Promise<void> {
-    const { storage, log } = this.opts;
-    const kind = errorKind(error);
-    // Refusals, shutdown, a busy lock, an account that cannot be loaded and a store that is down say nothing about the host: no backoff for them.
-    const storageDown = error instanceof StorageError;
-    if (storageDown) this.opts.onStorageError?.(error);
-    const countsAsFailure = !(error instanceof BackedOffError || error instanceof ShuttingDownError
-      || error instanceof LockTimeoutError || error instanceof AccountUnavailableError || storageDown || this.shutdown.signal.aborted);
-    if (countsAsFailure) {
-      const now = this.opts.now ?? Date.now;
-      try {
-        const record = await recordFailure(storage, cert.name, {
-          at: new Date(now()), kind, message: error.message, retryAfterMs: (error as AcmeError).retryAfterMs,
-        }, this.opts.failBackoffMinutes());
-        log.warn({ cert: cert.name, names: cert.names, kind, err: error.message, failures: record.failures, backoffUntil: record.until }, 'certificate order failed');
-      } catch (storeErr) {
-        log.warn({ cert: cert.name, kind, err: error.message, storeErr: (storeErr as Error).message }, 'certificate order failed; backoff not recorded');
-      }
-    } else {
-      log.info({ cert: cert.name, reason: error.message }, 'certificate order not attempted');
+  private async underLock(job: IssueJob, lock: HeldLock, started: number): Promise<Extract<JobEvent, { type: 'issued' | 'skipped' }>> {
+    const { storage, index, spool } = this.opts;
+    const { cert } = job;
+    const signal = AbortSignal.any([this.shutdown.signal, lock.signal]);
+    // Another instance (or an earlier run) may have done the work meanwhile: decide on fresh data.
+    await index.refresh(cert.name);
+    const stored = await storage.getCertificate(cert.name);
+    await index.syncWith(cert.name, stored);
+    const record = index.get(cert.name);
+    const covers = (b: CertificateBundle) => cert.names.every((n) => b.names.includes(n));
+
+    const held = spool.get(cert.name);
+    if (held && covers(held) && Date.parse(held.notAfter) > this.now && (!stored || Date.parse(held.notAfter) > Date.parse(stored.notAfter))) {
+      await this.store(held, lock);
+      return this.issuedEvent(cert, held, { requests: 0, started, fromSpool: true });
     }
-    this.emit('failed', { name: cert.name, names: cert.names, error, kind });
+    if (!job.force && stored && covers(stored) && record && !isRenewalDue(record, new Date(this.now))) {
+      return { type: 'skipped', name: cert.name, names: cert.names, reason: 'valid', outcome: this.outcome(cert, stored, false, 0, started) };
+    }
+    if (!job.force && record?.backoff && isBackedOff(record.backoff, new Date(this.now))) {
+      throw new BackedOffError(cert.name, record.backoff); // recorded by another instance meanwhile
+    }
+
+    const issued = await this.order(job, signal, stored && covers(stored) ? record?.ari?.certId : undefined);
+    const bundle: CertificateBundle = {
+      name: cert.name, names: cert.names, cert: issued.cert, chain: issued.chain, fullchain: issued.fullchain, privkey: issued.privkey,
+      notBefore: issued.notBefore.toISOString(), notAfter: issued.notAfter.toISOString(),
+    };
+    try {
+      await this.store(bundle, lock);
+    } catch (err) {
+      if (!isStoreFault(err)) throw err;
+      await spool.hold(bundle);
+      throw new CertificateHeldError(cert.name, err as Error);
+    }
+    await this.forgetOrder(cert);
+    return this.issuedEvent(cert, bundle, { requests: issued.requests, started, resumed: issued.resumed });
+  }
+
+  /** Asks the CA, through the CA backoff gate, resuming a pending order when there is one. */
+  private async order(job: IssueJob, signal: AbortSignal, replaces: string | undefined): Promise<IssuedCertificate> {
+    const { cert } = job;
+    const { ca, log } = this.opts;
+    const { probe } = await ca.admit();
+    let answered = false;
+    try {
+      const engine = await this.opts.engine().catch((err: Error) => {
+        if (isCaFault(err) || isStoreFault(err)) throw err;
+        answered = true;
+        throw new AccountUnavailableError(err);
+      });
+      const resume = await this.pendingOrder(cert);
+      const issued = await engine.issue({
+        names: cert.names, ...this.opts.keyType(), replaces, signal, resume,
+        onOrderPlaced: (pending) => this.rememberOrder(cert, pending),
+      }, this.opts.tokens);
+      ca.success();
+      answered = true;
+      return issued;
+    } catch (err) {
+      if (isCaFault(err)) {
+        const state = ca.fault(err as Error);
+        if (state.failures === 1 || probe) log.warn({ err: (err as Error).message, until: state.until }, 'the CA is not answering; orders wait for it');
+        answered = true;
+      } else if (err instanceof AcmeError) {
+        ca.success(); // the CA answered, if only to say no
+        answered = true;
+      }
+      throw err;
+    } finally {
+      if (probe && !answered) ca.release();
+    }
+  }
+
+  /** Fencing: the certificate is written only while this job still holds the lock. */
+  private async store(bundle: CertificateBundle, lock: HeldLock): Promise<void> {
+    lock.signal.throwIfAborted();
+    await lock.assertHeld();
+    await this.opts.storage.putCertificate(bundle);
+    await this.opts.spool.release(bundle.name, bundle.notAfter);
+  }
+
+  private async pendingOrder(cert: ManagedCertificate): Promise<PendingOrder | undefined> {
+    const order = this.opts.index.get(cert.name)?.order;
+    if (!order || order.names.join(',') !== cert.names.join(',')) return undefined;
+    const raw = await this.opts.storage.get(keys.order(cert.name)).catch(() => null);
+    if (!raw) return undefined;
+    try {
+      const saved = JSON.parse(raw) as PendingOrder;
+      return saved.url === order.url ? saved : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Keeps the order URL in the index and its key in storage, so a crash resumes it instead of ordering again. */
+  private async rememberOrder(cert: ManagedCertificate, pending: PendingOrder): Promise<void> {
+    await this.opts.storage.set(keys.order(cert.name), JSON.stringify(pending));
+    await this.opts.index.update(cert.name, cert.names, (r) => ({
+      ...r, order: { url: pending.url, names: pending.names, placedAt: new Date(this.now).toISOString() },
+    }));
+  }
+
+  private async forgetOrder(cert: ManagedCertificate): Promise<void> {
+    try {
+      await this.opts.storage.delete(keys.order(cert.name));
+      const record = this.opts.index.get(cert.name);
+      if (record?.order) await this.opts.index.put({ ...record, order: null });
+    } catch (err) {
+      this.opts.log.warn({ cert: cert.name, err: (err as Error).message }, 'could not clear the finished order from the index');
+    }
+  }
+
+  /** Maps a job's error to its typed form and emits the outcome. */
+  private failed(cert: ManagedCertificate, error: Error): Error {
+    if (this.shutdown.signal.aborted && !(error instanceof CertificateHeldError)) error = new OrderAbandonedError(cert.name);
+    const blame = blameOf(error);
+    const kind = errorKind(error instanceof AccountUnavailableError ? error.cause : error);
+    if (error instanceof BackedOffError) {
+      this.emit('outcome', { type: 'skipped', name: cert.name, names: cert.names, reason: 'backoff', error });
+    } else {
+      this.emit('outcome', {
+        type: 'failed', name: cert.name, names: cert.names, error, kind, blame,
+        retryAfterMs: (error as AcmeProblemError).retryAfterMs,
+      });
+    }
+    return error;
+  }
+
+  private issuedEvent(
+    cert: ManagedCertificate, bundle: CertificateBundle, opts: { requests: number; started: number; resumed?: boolean; fromSpool?: boolean },
+  ): Extract<JobEvent, { type: 'issued' }> {
+    const outcome = this.outcome(cert, bundle, true, opts.requests, opts.started);
+    if (opts.resumed) outcome.resumed = true;
+    if (opts.fromSpool) outcome.fromSpool = true;
+    return { type: 'issued', outcome, bundle };
   }
 
   private outcome(cert: ManagedCertificate, bundle: CertificateBundle, issued: boolean, requests: number, started: number): IssueOutcome {
     return {
-      name: cert.name,
-      names: bundle.names,
-      notBefore: bundle.notBefore,
-      notAfter: bundle.notAfter,
-      location: this.opts.storage.location(cert.name),
-      issued,
-      requests,
-      durationMs: Date.now() - started,
+      name: cert.name, names: bundle.names, notBefore: bundle.notBefore, notAfter: bundle.notAfter,
+      location: this.opts.storage.location(cert.name), issued, requests, durationMs: Date.now() - started,
     };
   }
 }
 
-function defaultPlan(cert: ManagedCertificate, stored: CertificateBundle | null, options: IssueOptions, now: number): IssuePlan {
-  const valid = stored !== null && cert.names.every((n) => stored.names.includes(n)) && Date.parse(stored.notAfter) > now;
-  return { issue: options.force === true || !valid };
+/** Who is to blame for a failed job: only 'host' failures put the host into backoff. */
+export function blameOf(error: Error): FailureBlame {
+  if (error instanceof ShuttingDownError) return 'shutdown';
+  if (error instanceof CertificateHeldError || isStoreFault(error)) return 'store';
+  if (error instanceof LockTimeoutError || error instanceof LockLostError) return 'lock';
+  if (error instanceof AccountUnavailableError) return 'account';
+  if (isCaFault(error) || (error as { code?: string }).code === 'CA_UNAVAILABLE') return 'ca';
+  return 'host';
 }

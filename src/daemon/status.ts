@@ -1,74 +1,66 @@
-/** Builds the certificate status rows the admin API and CLI show. */
-import { readCertificateInfo } from '../certificate-info.js';
+/**
+ * Builds the certificate status rows the admin API and CLI show, from the
+ * index alone: listing 100,000 certificates opens no PEM.
+ */
 import type { CertificateStatus } from '../admin/api.js';
+import { certificateForHost, configuredCertificates } from '../config/managed.js';
+import type { Config } from '../config/schema.js';
 import { normalizeHostname } from '../hostname.js';
-import { loadBackoff } from '../renewal/backoff-store.js';
-import { keys } from '../storage/keys.js';
-import type { BackoffRecord } from '../renewal/backoff.js';
-import type { CertificateBundle, Storage } from '../storage/storage.js';
-import type { ManagedCertificate } from '../config/managed.js';
-
-export interface StatusContext {
-  storage: Storage;
-  managed?: ManagedCertificate;
-  running: boolean;
-  backoff: BackoffRecord | null;
-  renewAt?: Date;
-  now: number;
-}
-
-export function statusOf(name: string, bundle: CertificateBundle | null, ctx: StatusContext): CertificateStatus {
-  const common = {
-    host: name,
-    location: ctx.storage.location(name),
-    managed: ctx.managed !== undefined,
-    renew_at: ctx.renewAt?.toISOString() ?? null,
-    failures: ctx.backoff?.failures ?? 0,
-    last_error: ctx.backoff?.lastError ?? null,
-    backoff_until: ctx.backoff && Date.parse(ctx.backoff.until) > ctx.now ? ctx.backoff.until : null,
-  };
-  const problem = ctx.running ? 'renewing' : ctx.backoff ? 'failed' : undefined;
-  if (!bundle) {
-    return {
-      ...common, names: ctx.managed?.names ?? [name], status: problem ?? 'missing',
-      not_before: null, not_after: null, valid: false, serial_number: null, issuer_cn: null,
-    };
-  }
-  const info = readCertificateInfo(bundle.cert);
-  const valid = info.notBefore.getTime() <= ctx.now && ctx.now < info.notAfter.getTime();
-  return {
-    ...common,
-    names: info.names,
-    status: problem ?? (valid ? 'valid' : 'expired'),
-    not_before: info.notBefore.toISOString(),
-    not_after: info.notAfter.toISOString(),
-    valid,
-    serial_number: info.serialHex,
-    issuer_cn: /CN=([^\n]+)/.exec(info.issuer)?.[1] ?? null,
-  };
-}
+import { missingRecord, type IndexRecord } from '../renewal/index-record.js';
+import type { Storage } from '../storage/storage.js';
 
 export interface StatusSources {
-  managed: ManagedCertificate[];
-  storage: Storage;
-  running: string[];
-  renewAt: (name: string) => Date | undefined;
+  config: Config;
+  records: IndexRecord[];
+  storage: Pick<Storage, 'location'>;
+  /** Names with a job queued or running. */
+  running: Set<string>;
   now: number;
 }
 
-/** One row per configured, stored or failing (in backoff) certificate, sorted by name. */
-export async function listStatuses(src: StatusSources): Promise<CertificateStatus[]> {
-  const failing = (await src.storage.list(keys.backoffPrefix)).map((key) => key.slice(keys.backoffPrefix.length));
-  const names = new Set([...src.managed.map((c) => c.name), ...(await src.storage.listCertificates()), ...failing]);
-  const running = new Set(src.running);
-  return Promise.all([...names].sort().map(async (name) => statusOf(name, await src.storage.getCertificate(name), {
-    storage: src.storage,
-    managed: src.managed.find((c) => c.name === name),
-    running: running.has(name),
-    backoff: await loadBackoff(src.storage, name).catch(() => null),
-    renewAt: src.renewAt(name),
-    now: src.now,
-  })));
+/** Whether the renewal loop keeps this name: configured, or allowed by `domains` as its own certificate. */
+function isManaged(config: Config, name: string): boolean {
+  try {
+    return certificateForHost(config, name).name === name;
+  } catch {
+    return false;
+  }
+}
+
+export function statusOf(record: IndexRecord, src: StatusSources): CertificateStatus {
+  const { now } = src;
+  const backoff = record.backoff;
+  const inBackoff = backoff !== null && Date.parse(backoff.until) > now;
+  const hasCert = record.notAfter !== null;
+  const valid = hasCert && Date.parse(record.notBefore!) <= now && now < Date.parse(record.notAfter!);
+  const problem = src.running.has(record.name) ? 'renewing' : backoff ? 'failed' : undefined;
+  return {
+    host: record.name,
+    names: record.names,
+    status: problem ?? (!hasCert ? 'missing' : valid ? 'valid' : 'expired'),
+    not_before: record.notBefore,
+    not_after: record.notAfter,
+    valid,
+    serial_number: record.serial,
+    issuer_cn: record.issuer ? /CN=([^\n,]+)/.exec(record.issuer)?.[1] ?? null : null,
+    location: src.storage.location(record.name),
+    managed: isManaged(src.config, record.name),
+    renew_at: record.renewAt,
+    renew_reason: record.renewAt ? record.renewReason : null,
+    failures: backoff?.failures ?? 0,
+    last_error: backoff?.lastError ?? null,
+    backoff_until: inBackoff ? backoff.until : null,
+    pending_order: record.order?.url ?? null,
+  };
+}
+
+/** One row per configured or indexed certificate, sorted by name. */
+export function listStatuses(src: StatusSources): CertificateStatus[] {
+  const byName = new Map(src.records.map((r) => [r.name, r]));
+  for (const cert of configuredCertificates(src.config)) {
+    if (!byName.has(cert.name)) byName.set(cert.name, missingRecord(cert.name, cert.names, new Date(src.now)));
+  }
+  return [...byName.keys()].sort().map((name) => statusOf(byName.get(name)!, src));
 }
 
 /** The row for a host: the certificate named after it, else one that covers it. */

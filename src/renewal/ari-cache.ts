@@ -1,82 +1,65 @@
 /**
- * The CA's ARI answer per certificate, kept in storage at `ari/<name>.json`:
- * the window, the time picked inside it (kept while the window stays, so the
- * renewal time does not jump on every fetch), and when to ask again
- * (Retry-After, clamped to 1 minute .. 1 day).
+ * Asking the CA for a certificate's renewal window (ARI, RFC 9773) and
+ * keeping the answer in the certificate's index record: the window, the time
+ * picked inside it (kept while the window stays, so the renewal time does not
+ * jump on every fetch), and when to ask again (Retry-After, clamped to
+ * 1 minute .. 1 day).
  */
 import type { AcmeEngine } from '../acme/client.js';
-import { keys } from '../storage/keys.js';
 import type { Logger } from '../log.js';
-import type { CertificateBundle, Storage } from '../storage/storage.js';
 import { ariCertId, clampRetryAfter, pickTimeInWindow } from './ari.js';
-import type { AriChoice } from './decision.js';
+import type { AriRecord } from './index-record.js';
 
-interface CachedAri {
-  certId: string;
-  windowStart: string;
-  windowEnd: string;
-  chosenTime: string;
-  fetchAfter: string;
+export interface AriFetchDeps {
+  engine: AcmeEngine;
+  log: Logger;
+  now: Date;
+  random?: () => number;
 }
 
-export interface AriLookup {
-  certId: string;
-  choice: AriChoice | null;
-}
-
-
-export async function lookupAri(
-  bundle: CertificateBundle,
-  deps: { storage: Storage; engine: AcmeEngine; log: Logger; now: Date; random?: () => number },
-): Promise<AriLookup | null> {
-  const { storage, engine, log, now } = deps;
+/** True when the record's ARI answer is missing, about another certificate, or due to be asked again. */
+export function ariNeedsFetch(ari: AriRecord | null, certPem: string, now: Date): boolean {
+  if (!ari) return true;
   let certId: string;
   try {
-    certId = ariCertId(bundle.cert);
+    certId = ariCertId(certPem);
+  } catch {
+    return false;
+  }
+  return ari.certId !== certId || Date.parse(ari.fetchAfter) <= now.getTime();
+}
+
+/**
+ * The CA's current answer for certPem, or null when the CA offers no ARI or
+ * the certificate has no AKI. An ARI outage must not stop renewal: on a
+ * failed fetch the previous answer (for the same certificate) is kept, or
+ * the lifetime rules apply.
+ */
+export async function fetchAri(certPem: string, previous: AriRecord | null, deps: AriFetchDeps): Promise<AriRecord | null> {
+  const { engine, log, now } = deps;
+  let certId: string;
+  try {
+    certId = ariCertId(certPem);
   } catch {
     return null; // no AKI: ARI cannot name this certificate
   }
-  const cached = await readCached(storage, bundle.name);
-  if (cached && cached.certId === certId && Date.parse(cached.fetchAfter) > now.getTime()) {
-    return { certId, choice: toChoice(cached) };
-  }
+  const cached = previous?.certId === certId ? previous : null;
   try {
-    const answer = await engine.renewalInfo(bundle.cert);
-    if (!answer) return null; // the CA offers no ARI
-    const keepChoice = cached && cached.certId === certId
+    const answer = await engine.renewalInfo(certPem);
+    if (!answer) return null;
+    const keepChoice = cached
       && Date.parse(cached.chosenTime) >= answer.window.start.getTime()
       && Date.parse(cached.chosenTime) < answer.window.end.getTime();
     const chosen = keepChoice ? new Date(cached.chosenTime) : pickTimeInWindow(answer.window, deps.random ?? Math.random);
-    const record: CachedAri = {
+    return {
       certId,
       windowStart: answer.window.start.toISOString(),
       windowEnd: answer.window.end.toISOString(),
       chosenTime: chosen.toISOString(),
       fetchAfter: new Date(now.getTime() + clampRetryAfter(answer.retryAfterMs)).toISOString(),
     };
-    await storage.set(keys.ari(bundle.name), JSON.stringify(record));
-    return { certId, choice: toChoice(record) };
   } catch (err) {
-    // An ARI outage must not stop renewal: fall back to the last answer, or to the lifetime rules.
-    log.warn({ cert: bundle.name, err: (err as Error).message }, 'renewal info (ARI) fetch failed');
-    return { certId, choice: cached && cached.certId === certId ? toChoice(cached) : null };
+    log.warn({ err: (err as Error).message }, 'renewal info (ARI) fetch failed');
+    return cached;
   }
-}
-
-async function readCached(storage: Storage, name: string): Promise<CachedAri | null> {
-  const raw = await storage.get(keys.ari(name));
-  if (!raw) return null;
-  try {
-    return JSON.parse(raw) as CachedAri;
-  } catch {
-    return null;
-  }
-}
-
-function toChoice(record: CachedAri): AriChoice {
-  return {
-    windowStart: new Date(record.windowStart),
-    windowEnd: new Date(record.windowEnd),
-    chosenTime: new Date(record.chosenTime),
-  };
 }

@@ -1,33 +1,41 @@
 /**
- * The renewal loop. A pass looks at every managed certificate, asks ARI when
- * the CA offers it, decides with decideRenewal, and hands what is due to the
- * issuer; one certificate's failure never stops the others. Passes run on a
- * node-cron schedule (by default once a day at a minute derived from this
- * machine's name, so a fleet spreads out), and the loop also wakes early for
- * a certificate due before the next daily run (short-lived certificates).
+ * The renewal scheduler. Every managed certificate has a due time in the
+ * index (its renewal time, or "now" while it is missing, never before its
+ * backoff ends); one DueQueue timer fires for the earliest, and what is due
+ * goes to the work queue. After each job the certificate is planned again
+ * from the outcome: a new renewal time, its host backoff, the CA's backoff,
+ * or a short retry when the store or a lock was the trouble.
+ *
+ * The daily run (node-cron, at a minute derived from this machine's name so
+ * a fleet spreads out) is a reconciliation and a safety net: index against
+ * storage, ARI refresh, and a re-plan of everything.
  */
 import { hostname } from 'node:os';
 import cron, { type ScheduledTask } from 'node-cron';
 import type { AcmeEngine } from '../acme/client.js';
 import type { Config } from '../config/schema.js';
-import type { Logger } from '../log.js';
-import { StorageError } from '../storage/errors.js';
-import type { CertificateBundle, Storage } from '../storage/storage.js';
 import { certificateForHost, configuredCertificates, type ManagedCertificate } from '../config/managed.js';
-import { BackedOffError, type Issuer } from '../daemon/issuer.js';
-import { lookupAri } from './ari-cache.js';
-import { decideRenewal, type RenewalDecision } from './decision.js';
-import { cronExpressionFor, nextWake } from './schedule.js';
+import type { Logger } from '../log.js';
+import type { Storage } from '../storage/storage.js';
+import { ariNeedsFetch, fetchAri } from './ari-cache.js';
+import { isBackedOff } from './backoff.js';
+import type { CaBackoff } from './ca-backoff.js';
+import { DueQueue, realTimers, type Timers } from './due-queue.js';
+import { dueTime, isRenewalDue, type IndexRecord } from './index-record.js';
+import type { CertificateIndex } from './index.js';
+import type { IssueOutcome, JobEvent } from './job.js';
+import { cronExpressionFor } from './schedule.js';
 
 export interface RenewerOptions {
   config: () => Config;
+  index: CertificateIndex;
   storage: Storage;
-  issuer: Issuer;
+  ca: CaBackoff;
+  /** Hands a job to the work queue. */
+  submit: (cert: ManagedCertificate, opts?: { force?: boolean }) => Promise<IssueOutcome>;
   engine: () => Promise<AcmeEngine>;
   log: Logger;
-  now?: () => number;
-  /** The store did not answer during a pass; the daemon retries when it is back. */
-  onStorageError?: (error: Error) => void;
+  timers?: Timers;
 }
 
 export interface PassResult {
@@ -39,20 +47,25 @@ export interface PassResult {
   notDue: number;
 }
 
-/** setTimeout's longest delay; a later wake is left to the daily run. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
+/** A job that failed for the store's or a lock's sake is tried again after this. */
+const RETRY_AFTER_LOCAL_FAULT_MS = 30_000;
 
 export class Renewer {
   private task?: ScheduledTask;
-  private wakeTimer?: NodeJS.Timeout;
   private expression?: string;
   private running?: Promise<PassResult>;
-  private readonly dueTimes = new Map<string, Date>();
+  readonly due: DueQueue;
+  private readonly timers: Timers;
 
-  constructor(private readonly opts: RenewerOptions) {}
+  constructor(private readonly opts: RenewerOptions) {
+    this.timers = opts.timers ?? realTimers;
+    this.due = new DueQueue((name) => this.onDue(name), this.timers);
+    opts.index.on('change', (record) => this.plan(record));
+    opts.index.on('remove', (name) => this.due.remove(name));
+  }
 
   private get now(): Date {
-    return new Date((this.opts.now ?? Date.now)());
+    return new Date(this.timers.now());
   }
 
   /** The cron expression in force: renewal_schedule, or the per-machine daily minute. */
@@ -60,29 +73,121 @@ export class Renewer {
     return this.opts.config().renewal_schedule ?? cronExpressionFor(hostname());
   }
 
-  /** (Re)starts the schedule; a changed renewal_schedule takes effect here. */
-  start(): void {
+  /** (Re)starts the daily reconciliation and plans every managed certificate. */
+  async start(): Promise<void> {
     const expression = this.scheduleExpression();
-    if (this.task && expression === this.expression) return;
-    void this.task?.destroy();
-    this.expression = expression;
-    this.task = cron.schedule(expression, () => this.scheduledPass(), { name: 'acmed-renewal', noOverlap: true });
-    this.opts.log.info({ schedule: expression }, 'renewal schedule set');
+    if (!this.task || expression !== this.expression) {
+      void this.task?.destroy();
+      this.expression = expression;
+      this.task = cron.schedule(expression, () => this.scheduledPass(), { name: 'acmed-renewal', noOverlap: true });
+      this.opts.log.info({ schedule: expression }, 'reconciliation schedule set');
+    }
+    await this.planAll();
   }
 
   async stop(): Promise<void> {
-    clearTimeout(this.wakeTimer);
+    this.due.stop();
     await this.task?.destroy();
     this.task = undefined;
     await this.running?.catch(() => {});
   }
 
-  /** When the named certificate is next due, as of the last pass (for status). */
-  dueAt(name: string): Date | undefined {
-    return this.dueTimes.get(name);
+  /** When the named certificate is due for renewal, from its index record. */
+  renewAt(name: string): Date | undefined {
+    const at = this.opts.index.get(name)?.renewAt;
+    return at ? new Date(at) : undefined;
   }
 
-  /** Runs a pass now; concurrent callers share one pass (unless they ask for one host). */
+  /** Gives every managed certificate a record (missing ones: due now) and a place in the queue. */
+  async planAll(): Promise<void> {
+    const managed = this.managedCertificates();
+    for (const cert of managed.values()) {
+      const record = this.opts.index.get(cert.name);
+      if (record) this.plan(record);
+      else await this.opts.index.ensure(cert.name, cert.names).catch(() => this.due.schedule(cert.name, this.now));
+    }
+  }
+
+  /** Plans one certificate from its record; names no longer managed are dropped. */
+  plan(record: IndexRecord): void {
+    if (!this.isManaged(record.name)) {
+      this.due.remove(record.name);
+      return;
+    }
+    let at = dueTime(record, this.now);
+    // A stored certificate whose ARI answer is due to be refreshed wakes for that too.
+    if (record.ari && record.serial && !isRenewalDue(record, this.now)) {
+      at = new Date(Math.min(at.getTime(), Date.parse(record.ari.fetchAfter)));
+    }
+    // Nothing can be ordered before the CA's backoff ends.
+    const caUntil = this.opts.ca.backedOff ? Date.parse(this.opts.ca.state().until ?? '') : NaN;
+    if (!Number.isNaN(caUntil)) at = new Date(Math.max(at.getTime(), caUntil));
+    this.due.schedule(record.name, at);
+  }
+
+  /** Plans a certificate again after its job: outcome first, then its record. */
+  afterJob(event: JobEvent): void {
+    const name = event.type === 'issued' ? event.outcome.name : event.name;
+    if (event.type === 'skipped' && event.reason === 'shutdown') return;
+    if (event.type === 'issued') {
+      void this.refreshAri(name); // a new certificate: ask for its window now
+      return; // the index change plans it
+    }
+    if (event.type === 'failed') {
+      const retryAt = this.retryTime(event.blame);
+      if (retryAt === null) return;
+      if (event.blame !== 'host') {
+        // Whoever asked first (config, CLI, on-demand), the name is tried again when the fault clears.
+        if (!this.opts.index.get(name)) void this.opts.index.ensure(name, event.names).catch(() => {});
+        this.due.schedule(name, retryAt);
+        return;
+      }
+    }
+    const record = this.opts.index.get(name);
+    if (record) this.plan(record);
+  }
+
+  /** Store or CA trouble: try again later (the store's 'up' and the CA's 'up' also kick planAll). */
+  private retryTime(blame: string): Date | null {
+    const now = this.now.getTime();
+    switch (blame) {
+      case 'shutdown': return null;
+      case 'ca': return new Date(Date.parse(this.opts.ca.state().until ?? '') || now + 5_000);
+      case 'store': case 'lock': case 'account': return new Date(now + RETRY_AFTER_LOCAL_FAULT_MS);
+      default: return new Date(now);
+    }
+  }
+
+  private onDue(name: string): void {
+    const cert = this.managedCertificate(name);
+    if (!cert) return;
+    const record = this.opts.index.get(name);
+    if (record && record.serial && !isRenewalDue(record, this.now) && !record.order) {
+      void this.refreshAri(name).finally(() => {
+        const fresh = this.opts.index.get(name);
+        if (fresh) this.plan(fresh);
+      });
+      return;
+    }
+    this.opts.submit(cert).catch(() => {}); // the outcome event plans it again
+  }
+
+  /** Asks the CA for the certificate's ARI window when it offers ARI and the last answer is stale. */
+  async refreshAri(name: string): Promise<void> {
+    const record = this.opts.index.get(name);
+    if (!record?.serial || this.opts.ca.backedOff) return;
+    try {
+      const bundle = await this.opts.storage.getCertificate(name);
+      if (!bundle || !ariNeedsFetch(record.ari, bundle.cert, this.now)) return;
+      const engine = await this.opts.engine();
+      const ari = await fetchAri(bundle.cert, record.ari, { engine, log: this.opts.log, now: this.now });
+      if (JSON.stringify(ari) !== JSON.stringify(record.ari)) await this.opts.index.setAri(name, ari);
+    } catch (err) {
+      this.opts.log.debug({ cert: name, err: (err as Error).message }, 'ARI refresh skipped');
+    }
+  }
+
+  /** Runs a pass now (acmed renew, PATCH /acme, the daily run); concurrent callers share one. */
   pass(opts: { only?: string; force?: boolean } = {}): Promise<PassResult> {
     if (opts.only || opts.force) return this.runPass(opts);
     this.running ??= this.runPass({}).finally(() => {
@@ -93,103 +198,64 @@ export class Renewer {
 
   private scheduledPass(): Promise<void> {
     return this.pass().then((result) => {
-      this.opts.log.info({ ...result, renewed: result.renewed.length, failed: result.failed.length, backedOff: result.backedOff.length }, 'renewal pass done');
+      this.opts.log.info({ ...result, renewed: result.renewed.length, failed: result.failed.length, backedOff: result.backedOff.length }, 'reconciliation done');
     }, (err: Error) => {
-      this.opts.log.error({ err: err.message }, 'renewal pass failed');
+      this.opts.log.error({ err: err.message }, 'reconciliation failed');
     });
   }
 
   private async runPass(opts: { only?: string; force?: boolean }): Promise<PassResult> {
     const result: PassResult = { checked: 0, renewed: [], failed: [], backedOff: [], notDue: 0 };
-    const certificates = await this.managedCertificates(opts.only).catch((err: Error) => {
-      if (err instanceof StorageError) this.opts.onStorageError?.(err);
-      throw err;
-    });
-    for (const cert of certificates) {
-      if (this.opts.issuer.stopping) break;
+    if (!opts.only) await this.opts.index.reconcile();
+    const certificates = opts.only ? [certificateForHost(this.opts.config(), opts.only)] : [...this.managedCertificates().values()];
+    await Promise.all(certificates.map(async (cert) => {
       result.checked++;
-      try {
-        const stored = await this.opts.storage.getCertificate(cert.name);
-        const decision = stored ? await this.decide(cert, stored) : undefined;
-        if (decision) this.dueTimes.set(cert.name, decision.at);
-        if (stored && decision && !decision.renew && !opts.force) {
-          result.notDue++;
-          continue;
-        }
-        const outcome = await this.opts.issuer.issue(cert, {
-          force: opts.force,
-          // Decide again under the lock: another instance may have renewed it since.
-          plan: async (fresh) => {
-            if (!fresh || opts.force) return { issue: true, replaces: decision?.replaces };
-            const again = await this.decide(cert, fresh);
-            return { issue: again.renew || !cert.names.every((n) => fresh.names.includes(n)), replaces: again.replaces };
-          },
-        });
-        if (outcome.issued) {
-          result.renewed.push(cert.name);
-          const renewed = await this.opts.storage.getCertificate(cert.name);
-          if (renewed) this.dueTimes.set(cert.name, (await this.decide(cert, renewed)).at);
-        } else {
-          result.notDue++;
-        }
-      } catch (err) {
-        if (err instanceof BackedOffError) {
-          result.backedOff.push(cert.name);
-          this.dueTimes.set(cert.name, new Date(err.record.until)); // wake when the backoff ends
-        } else {
-          if (err instanceof StorageError) this.opts.onStorageError?.(err);
-          result.failed.push({ name: cert.name, error: (err as Error).message });
-        }
+      if (!opts.only) await this.refreshAri(cert.name);
+      const record = this.opts.index.get(cert.name);
+      if (record && !opts.force && record.serial && !isRenewalDue(record, this.now) && !record.order) {
+        result.notDue++;
+        this.plan(record);
+        return;
       }
-    }
-    this.scheduleWake();
+      if (!opts.force && record?.backoff && isBackedOff(record.backoff, this.now)) {
+        result.backedOff.push(cert.name);
+        return;
+      }
+      try {
+        const outcome = await this.opts.submit(cert, { force: opts.force });
+        if (outcome.issued) result.renewed.push(cert.name);
+        else result.notDue++;
+      } catch (err) {
+        if ((err as { code?: string }).code === 'BACKED_OFF') result.backedOff.push(cert.name);
+        else result.failed.push({ name: cert.name, error: (err as Error).message });
+      }
+    }));
+    if (!opts.only) await this.planAll();
     return result;
   }
 
-  /** Configured certificates, plus stored ones still allowed by `domains` (on-demand certificates). */
-  private async managedCertificates(only?: string): Promise<ManagedCertificate[]> {
+  /** Configured certificates, plus indexed or stored ones still allowed by `domains` (on-demand certificates). */
+  private managedCertificates(): Map<string, ManagedCertificate> {
     const config = this.opts.config();
-    if (only) return [certificateForHost(config, only)];
     const byName = new Map(configuredCertificates(config).map((c) => [c.name, c]));
-    for (const name of await this.opts.storage.listCertificates()) {
-      if (byName.has(name)) continue;
-      try {
-        const cert = certificateForHost(config, name);
-        if (cert.name === name) byName.set(name, cert);
-      } catch {
-        // removed from the config: its files stay, it is no longer renewed
-      }
+    for (const record of this.opts.index.all()) {
+      if (byName.has(record.name)) continue;
+      const cert = this.managedCertificate(record.name);
+      if (cert) byName.set(record.name, cert);
     }
-    return [...byName.values()];
+    return byName;
   }
 
-  private async decide(cert: ManagedCertificate, stored: CertificateBundle): Promise<RenewalDecision & { replaces?: string }> {
-    const now = this.now;
-    let ari = null;
+  private managedCertificate(name: string): ManagedCertificate | undefined {
     try {
-      ari = await lookupAri(stored, { storage: this.opts.storage, engine: await this.opts.engine(), log: this.opts.log, now });
+      const cert = certificateForHost(this.opts.config(), name);
+      return cert.name === name ? cert : undefined;
     } catch {
-      // no engine (CA unreachable): decide on the lifetime rules alone
+      return undefined; // removed from the config: its files stay, it is no longer renewed
     }
-    const decision = decideRenewal({
-      notBefore: new Date(stored.notBefore),
-      notAfter: new Date(stored.notAfter),
-      ari: ari?.choice ?? null,
-      renewThresholdDays: this.opts.config().renew_threshold_days,
-      now,
-    });
-    return { ...decision, replaces: ari?.certId };
   }
 
-  /** Wakes for the earliest certificate due before the next scheduled run. */
-  private scheduleWake(): void {
-    clearTimeout(this.wakeTimer);
-    const now = this.now;
-    const nextRun = this.task?.getNextRun() ?? new Date(now.getTime() + 24 * 3_600_000);
-    const wake = nextWake([...this.dueTimes.values()], nextRun, now);
-    if (!wake) return;
-    const delay = Math.min(Math.max(wake.getTime() - now.getTime(), 1_000), MAX_TIMER_MS);
-    this.wakeTimer = setTimeout(() => void this.scheduledPass(), delay);
-    this.opts.log.debug({ wakeAt: wake.toISOString() }, 'renewal wake set before the next scheduled run');
+  private isManaged(name: string): boolean {
+    return this.managedCertificate(name) !== undefined;
   }
 }

@@ -4,19 +4,28 @@
  * nginx configs work: <path>/live/<name>/{cert,chain,fullchain,privkey}.pem.
  *
  * live/<name> is a symlink to archive/<name>/<version>/, swapped with one
- * rename, so a reader never sees a new fullchain beside an old key.
+ * rename, so a reader never sees a new fullchain beside an old key. A version
+ * that cannot be written in full (a full or read-only disk) is removed again,
+ * and live/<name> keeps pointing at the last complete one.
  */
 import { randomBytes } from 'node:crypto';
-import { lstat, readdir, readFile, readlink, realpath, rename, rm, symlink } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { lstat, readdir, readFile, readlink, realpath, rename, rm, stat, statfs, symlink } from 'node:fs/promises';
+import { dirname, join, resolve } from 'node:path';
 import { normalizeHostname } from '../hostname.js';
 import { readCertificateInfo } from '../certificate-info.js';
-import { ensureDir, fsyncDir, tempPathFor, writeFileAtomic, writeSynced } from './atomic-write.js';
+import { ensureDir, fsyncDir, tempPathFor, writeFileAtomic, writeNewFile } from './atomic-write.js';
 import { assertValidKey } from './keys.js';
 import type { CertificateBundle, Storage } from './storage.js';
 
 /** Values written with a TTL start with this line; PEM and JSON never do. */
 const TTL_MARK = '#acmed-ttl ';
+const TTL_HEADER = /^#acmed-ttl (\d+)\n/;
+/**
+ * How old an empty or torn lock record must be before add() replaces it. A
+ * record is empty for a moment between another add()'s create and its write;
+ * one that stays so was left by a write that failed (a full disk, a crash).
+ */
+export const UNREADABLE_LOCK_GRACE_MS = 5_000;
 const VERSIONS_KEPT = 3;
 const PEM_FILES = ['cert', 'chain', 'fullchain', 'privkey'] as const;
 
@@ -37,6 +46,18 @@ function serialized<T>(file: string, fn: () => Promise<T>): Promise<T> {
     if (addQueues.get(file) === tail) addQueues.delete(file);
   });
   return run;
+}
+
+/** A state file's value and expiry; null when its TTL header is torn (a write cut short). */
+function parseStateFile(text: string): { value: string; expiresAt: number } | null {
+  if (!text.startsWith(TTL_MARK)) return { value: text, expiresAt: Infinity };
+  const header = TTL_HEADER.exec(text);
+  return header ? { value: text.slice(header[0].length), expiresAt: Number(header[1]) } : null;
+}
+
+/** Lock records always carry a TTL header, so an empty file or a cut-off header is a failed write. */
+function isTornLockRecord(text: string): boolean {
+  return TTL_MARK.startsWith(text) || parseStateFile(text) === null;
 }
 
 export interface FileStorageOptions {
@@ -65,11 +86,24 @@ export function createFileStorage(opts: FileStorageOptions): Storage {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
       throw err;
     }
-    if (!text.startsWith(TTL_MARK)) return text;
-    const newline = text.indexOf('\n');
-    const expiresAt = Number(text.slice(TTL_MARK.length, newline));
-    if (expiresAt <= now()) return null;
-    return text.slice(newline + 1);
+    const record = parseStateFile(text);
+    // A torn expiry cannot be trusted to be in the future: treat it as expired.
+    if (!record || record.expiresAt <= now()) return null;
+    return record.value;
+  };
+
+  /** Whether add() may replace the file at key: gone, expired, or torn for longer than the grace. */
+  const isReplaceable = async (file: string): Promise<boolean> => {
+    let text: string;
+    let mtimeMs: number;
+    try {
+      [text, { mtimeMs }] = await Promise.all([readFile(file, 'utf8'), stat(file)]);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return true;
+      throw err;
+    }
+    if (isTornLockRecord(text)) return now() - mtimeMs >= UNREADABLE_LOCK_GRACE_MS;
+    return parseStateFile(text)!.expiresAt <= now();
   };
 
   const encode = (value: string, ttlMs?: number) => (ttlMs ? `${TTL_MARK}${now() + ttlMs}\n${value}` : value);
@@ -87,16 +121,17 @@ export function createFileStorage(opts: FileStorageOptions): Storage {
     async add(key, value, ttlMs) {
       const file = statePath(key);
       return serialized(resolve(file), async () => {
-        await ensureDir(join(file, '..'));
+        await ensureDir(dirname(file));
         for (let attempt = 0; attempt < 2; attempt++) {
           try {
             // O_EXCL create: exactly one caller wins, even across processes.
-            await writeSynced(file, encode(value, ttlMs), 0o600, 'wx');
+            // A write that fails after the create removes the file again.
+            await writeNewFile(file, encode(value, ttlMs), 0o600);
             return true;
           } catch (err) {
             if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-            if ((await readValue(key)) !== null) return false;
-            await rm(file, { force: true }); // expired: clear it and try once more
+            if (!(await isReplaceable(file))) return false;
+            await rm(file, { force: true }); // expired or torn: clear it and try once more
           }
         }
         return false;
@@ -146,31 +181,41 @@ export function createFileStorage(opts: FileStorageOptions): Storage {
       const version = `${new Date(now()).toISOString().replace(/[-:.]/g, '')}-${randomBytes(3).toString('hex')}`;
       const archiveDir = join(root, 'archive', name);
       const versionDir = join(archiveDir, version);
-      await ensureDir(versionDir);
-      for (const file of PEM_FILES) {
-        const mode = file === 'privkey' ? 0o600 : 0o644;
-        await writeSynced(join(versionDir, `${file}.pem`), bundle[file], mode, 'wx');
-      }
-      if (opts.haproxyPem) await writeSynced(join(versionDir, 'combined.pem'), bundle.fullchain + bundle.privkey, 0o600, 'wx');
-      await fsyncDir(versionDir);
-
       const liveDir = join(root, 'live');
       const livePath = join(liveDir, name);
-      await ensureDir(liveDir);
-      await moveAsideRealDirectory(livePath, join(archiveDir, `adopted-${version}`));
       const tempLink = tempPathFor(livePath);
-      await symlink(join('..', 'archive', name, version), tempLink);
-      await rename(tempLink, livePath);
+      let adopted: string | null = null;
+      try {
+        await ensureDir(versionDir);
+        for (const file of PEM_FILES) {
+          const mode = file === 'privkey' ? 0o600 : 0o644;
+          await writeNewFile(join(versionDir, `${file}.pem`), bundle[file], mode);
+        }
+        if (opts.haproxyPem) await writeNewFile(join(versionDir, 'combined.pem'), bundle.fullchain + bundle.privkey, 0o600);
+        await fsyncDir(versionDir);
+        await ensureDir(liveDir);
+        await symlink(join('..', 'archive', name, version), tempLink);
+        adopted = await moveAsideRealDirectory(livePath, join(archiveDir, `adopted-${version}`));
+        await rename(tempLink, livePath);
+      } catch (err) {
+        // Nothing of this version went live: undo it, so the archive never
+        // holds a partial version and live/<name> is what it was before.
+        await rm(tempLink, { force: true }).catch(() => {});
+        if (adopted) await rename(adopted, livePath).catch(() => {});
+        await rm(versionDir, { recursive: true, force: true }).catch(() => {});
+        throw err;
+      }
       await fsyncDir(liveDir);
-      await pruneVersions(archiveDir, version);
+      // The new version is live; versions a failed prune leaves go on the next write.
+      await pruneVersions(archiveDir, version).catch(() => {});
     },
 
     async deleteCertificate(name) {
       // Only the live link goes: the archive keeps the files for the record.
       const livePath = join(root, 'live', normalizeHostname(name));
       try {
-        const stat = await lstat(livePath);
-        await rm(livePath, { recursive: stat.isDirectory(), force: true });
+        const entry = await lstat(livePath);
+        await rm(livePath, { recursive: entry.isDirectory(), force: true });
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
       }
@@ -216,18 +261,35 @@ export function createFileStorage(opts: FileStorageOptions): Storage {
       }
     },
 
+    async freeBytes() {
+      // The storage directory may not exist yet: ask about the nearest one that does.
+      for (let dir = resolve(root); ; dir = dirname(dir)) {
+        try {
+          const fs = await statfs(dir);
+          return fs.bavail * fs.bsize;
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || dir === dirname(dir)) throw err;
+        }
+      }
+    },
+
     async close() {},
   };
 }
 
-/** A live/<name> that is a real directory (certbot's, or copied in by hand) is kept, not clobbered. */
-async function moveAsideRealDirectory(livePath: string, aside: string): Promise<void> {
+/**
+ * A live/<name> that is a real directory (certbot's, or copied in by hand) is
+ * kept, not clobbered. Returns where it went, or null when there was none.
+ */
+async function moveAsideRealDirectory(livePath: string, aside: string): Promise<string | null> {
   try {
-    const stat = await lstat(livePath);
-    if (stat.isDirectory()) await rename(livePath, aside);
+    if (!(await lstat(livePath)).isDirectory()) return null;
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
   }
+  await rename(livePath, aside);
+  return aside;
 }
 
 async function pruneVersions(archiveDir: string, current: string): Promise<void> {

@@ -30,7 +30,14 @@ export const keys = {
   lock: (name: string) => `locks/${normalizeHostname(name)}`,
   challengePrefix: 'challenges/',
   challenge: (token: string) => `challenges/${token}`,
+  /** Legacy per-host backoff records; folded into the index record on load. */
   backoffPrefix: 'backoff/',
   backoff: (name: string) => `backoff/${normalizeHostname(name)}`,
+  /** Legacy per-host ARI cache; folded into the index record on load. */
+  ariPrefix: 'ari/',
   ari: (name: string) => `ari/${normalizeHostname(name)}.json`,
+  indexPrefix: 'index/',
+  index: (name: string) => `index/${normalizeHostname(name)}`,
+  /** The private key of an order placed and not finished yet, to resume it after a crash. */
+  order: (name: string) => `orders/${normalizeHostname(name)}`,
 };

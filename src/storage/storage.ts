@@ -54,5 +54,7 @@ export interface Storage {
   location(name: string): string;
   /** Names of the certificates held. */
   listCertificates(): Promise<string[]>;
+  /** Bytes free for acmed where the store keeps its data (local disks only), for health reports. */
+  freeBytes?(): Promise<number>;
   close(): Promise<void>;
 }

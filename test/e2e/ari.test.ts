@@ -46,9 +46,15 @@ const waitFor = <T>(what: string, fn: () => Promise<T | undefined | false>, time
 const certPem = async () => readFile(join(dir, 'data', 'live', NAME, 'cert.pem'), 'utf8').catch(() => undefined);
 const serialOf = async () => new X509Certificate((await certPem())!).serialNumber;
 const ariFetches = (certId: string) => proxy.ariRequests().filter((id) => id === certId).length;
-/** ari-cache.ts's record for the certificate. */
-const cachedAri = async () => JSON.parse((await daemon.storage.get(`ari/${NAME}.json`))!) as {
-  certId: string; windowStart: string; windowEnd: string; chosenTime: string; fetchAfter: string;
+/** The ARI answer kept in the certificate's index record (index/<name> in storage). */
+const indexRecord = async () => JSON.parse((await daemon.storage.get(`index/${NAME}`))!) as {
+  ari: { certId: string; windowStart: string; windowEnd: string; chosenTime: string; fetchAfter: string } | null;
+  backoff: unknown; renewAt: string; renewReason: string;
+};
+const cachedAri = async () => {
+  const { ari } = await indexRecord();
+  if (!ari) throw new Error('no ARI answer in the index record yet');
+  return ari;
 };
 
 /** Waits until the live certificate is no longer the one with `serial`, and returns its PEM. */
@@ -117,7 +123,8 @@ test('the daemon asks renewalInfo by the RFC 9773 certID, and the ARI window dec
   const chosen = Date.parse(cached.chosenTime);
   assert.ok(chosen >= firstWindow.start && chosen < firstWindow.end, `chosen time ${cached.chosenTime} lies in the window`);
   // Due at the time chosen in the window, not with 1/3 of the 5-year lifetime left.
-  await waitFor('the renewer to plan the chosen time', async () => daemon.renewer.dueAt(NAME)?.getTime() === chosen);
+  await waitFor('the renewer to plan the chosen time', async () => daemon.renewer.renewAt(NAME)?.getTime() === chosen);
+  assert.equal((await indexRecord()).renewReason, 'ari');
 
   const serial = new X509Certificate(pem).serialNumber;
   clock = chosen - MINUTE;
@@ -164,8 +171,7 @@ test('on "alreadyReplaced" the daemon orders again without "replaces" and the re
   assert.equal('replaces' in orders[1]!, false, 'the retry leaves "replaces" out');
   assert.deepEqual(orders[1]!.identifiers, orders[0]!.identifiers);
   assert.match(logText, /CA says the certificate was already replaced; ordering without/);
-  const status = (await daemon.storage.get(`backoff/${NAME}`)) ?? null;
-  assert.equal(status, null, 'the refusal is not recorded as a failure');
+  assert.equal((await indexRecord()).backoff, null, 'the refusal is not recorded as a failure');
 });
 
 test('Retry-After on renewalInfo is honoured: no re-fetch on every pass, a re-fetch once it has passed', async () => {

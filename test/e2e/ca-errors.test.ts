@@ -13,6 +13,7 @@ import { freePort } from '../harness/ports.js';
 import { startPebble, type PebbleHandle } from '../harness/pebble.js';
 import { startCountingProxy, type CountingProxy, type ProxyReply } from '../harness/counting-proxy.js';
 import { baseConfig, startAcmed, type AcmedHandle } from '../harness/acmed.js';
+import { waitFor } from '../harness/wait.js';
 
 let pebble: PebbleHandle;
 let proxy: CountingProxy;
@@ -93,17 +94,31 @@ test('rate limited: one clear line, 429 with Retry-After, backoff at least that 
   assert.ok(Number(again.headers['retry-after']) > 7000);
 });
 
-test('a CA answering 500: the problem is reported as serverInternal, and the next host still works', async () => {
+test('a CA answering 500: reported as serverInternal, the CA (not the host) backs off, and the host is issued by itself once the CA answers', async () => {
   failure = { status: 500, type: 'serverInternal' };
   const api = await postAcme('broken.example.com');
+  // One request answered 500 is retried inside the order; only a CA that keeps failing fails it.
   assert.equal(api.status, 502);
   assert.equal(api.body.kind, 'serverInternal');
   assert.equal(api.body.problem.detail, 'stand-in says serverInternal');
   assert.match(api.body.message, /^ACME order failed: serverInternal \(HTTP 500\)/);
 
+  // While the CA is in backoff, orders are refused at once with when it will be tried again.
+  const refused = await postAcme('fine.example.com');
+  assert.equal(refused.status, 503);
+  assert.equal(refused.body.kind, 'ca_unavailable');
+  assert.ok(Number(refused.headers['retry-after']) >= 1);
+  const listed = await acmed.cli(['list', '--json']);
+  assert.match(listed.stderr, /CA unreachable/);
+  const broken = (JSON.parse(listed.stdout) as { host: string; failures: number }[]).find((r) => r.host === 'broken.example.com');
+  assert.equal(broken?.failures ?? 0, 0, 'a CA fault is no failure of the host');
+
   failure = null;
+  // Nobody asks again: both names come once the CA's backoff (5 s) is over.
+  await waitFor('both certificates after the CA recovers', () =>
+    existsSync(join(acmed.storagePath, 'live', 'fine.example.com', 'fullchain.pem'))
+    && existsSync(join(acmed.storagePath, 'live', 'broken.example.com', 'fullchain.pem')), { timeoutMs: 30_000 });
   const ok = await acmed.cli(['issue', 'fine.example.com']);
   assert.equal(ok.code, 0, ok.stderr);
-  assert.ok(existsSync(join(acmed.storagePath, 'live', 'fine.example.com', 'fullchain.pem')));
   assert.equal(acmed.child.exitCode, null);
 });

@@ -81,7 +81,7 @@ test('SIGTERM during an order: exit 0 within 10 s, no partial certificate, no st
   const sub = await mkdtemp(join(dir, 'term-'));
   const acmed = await startAcmed(baseConfig({ dir: sub, directoryUrl: pebble.directoryUrl, caBundlePath: pebble.caBundlePath, httpPort }), sub);
   const issuing = acmed.cli(['issue', 'stuck.example.com']);
-  await waitFor('the order to be running', () => /challenges answered/.test(acmed.logs()));
+  await waitFor('the order to be running', () => /order placed/.test(acmed.logs()));
 
   const started = Date.now();
   const code = await acmed.stop('SIGTERM');
@@ -90,6 +90,11 @@ test('SIGTERM during an order: exit 0 within 10 s, no partial certificate, no st
   assert.ok(took < 10_000, `took ${took} ms`);
   const result = await issuing;
   assert.notEqual(result.code, 0);
+  // The CLI and the log both say what happened to the order, and that it is not lost.
+  const abandoned = /acmed is shutting down; the order for stuck\.example\.com was abandoned and will be retried at the next start/;
+  assert.match(result.stderr, abandoned);
+  assert.match(acmed.logs(), abandoned);
+  assert.doesNotMatch(acmed.logs(), /order not attempted/);
   assert.ok(!existsSync(join(acmed.storagePath, 'live', 'stuck.example.com')), 'no certificate directory for the abandoned order');
   const all = await readdir(acmed.storagePath, { recursive: true });
   assert.deepEqual(all.filter((f) => String(f).endsWith('.tmp')), []);

@@ -10,6 +10,11 @@
 // more "GET /dir" lines. So the log gives rough totals; use counting-proxy.ts
 // for exact per-client, per-path counts.
 // Also: each http-01 validation makes 3 HTTP fetches ("Starting 3 validations").
+//
+// kill() and start() stop and restart Pebble alone, on the same ports with the
+// same config (challtestsrv keeps running). Pebble keeps everything in memory,
+// so a restarted Pebble has forgotten every account, order and nonce and has
+// a new issuing root, as a CA whose database was reset would.
 
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -34,6 +39,8 @@ export interface PebbleOptions {
   env?: Record<string, string>;
   /** kid -> base64url HMAC key; turns on externalAccountBindingRequired. */
   eab?: Record<string, string>;
+  /** Lifetime of issued certificates (Pebble 2.4's `certificateValidityPeriod`); unset keeps Pebble's 5 years. */
+  validitySeconds?: number;
 }
 
 export interface TestCa {
@@ -66,7 +73,15 @@ export interface PebbleHandle {
   addA(host: string, addresses: string[]): Promise<void>;
   /** Forgets host's A answers (back to the default, 127.0.0.1); clearA then addA replaces them. */
   clearA(host: string): Promise<void>;
+  /** Pebble's output since the first start, across kill()/start(). */
   logs(): string;
+  /** Stops Pebble only; the temp dir, config, ports and challtestsrv stay, for start(). */
+  kill(): Promise<void>;
+  /**
+   * Starts Pebble again on the same ports and waits until it serves its
+   * directory. It comes back empty: no accounts, orders or nonces, a new root.
+   */
+  start(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -219,6 +234,7 @@ export async function startPebble(opts: PebbleOptions): Promise<PebbleHandle> {
         ocspResponderURL: '',
         externalAccountBindingRequired: opts.eab !== undefined,
         ...(opts.eab ? { externalAccountMACKeys: opts.eab } : {}),
+        ...(opts.validitySeconds !== undefined ? { certificateValidityPeriod: opts.validitySeconds } : {}),
       },
     };
     const configPath = join(dir, 'pebble-config.json');
@@ -241,13 +257,27 @@ export async function startPebble(opts: PebbleOptions): Promise<PebbleHandle> {
     if (opts.noSleep ?? true) env.PEBBLE_VA_NOSLEEP = '1';
     else delete env.PEBBLE_VA_NOSLEEP;
     if (opts.nonceReject !== undefined) env.PEBBLE_WFE_NONCEREJECT = String(opts.nonceReject);
-    const pebble = startChild('pebble', ['-config', configPath, '-dnsserver', `127.0.0.1:${dnsPort}`], env);
-    children.push(pebble.child);
-
     const acmeUrl = `https://127.0.0.1:${acmePort}`;
     const directoryUrl = `${acmeUrl}/dir`;
     const managementUrl = `https://127.0.0.1:${mgmtPort}`;
-    await waitFor('pebble', async () => (await fetchText(directoryUrl, ca.certPem)).status === 200, pebble.child, pebble.output);
+    // Output of earlier runs, so logs() still counts requests made before a kill().
+    let earlierOutput = '';
+    let pebble: { child: ChildProcess; output: () => string } | undefined;
+    const startPebbleChild = async (): Promise<void> => {
+      const started = startChild('pebble', ['-config', configPath, '-dnsserver', `127.0.0.1:${dnsPort}`], env);
+      pebble = started;
+      children.push(started.child);
+      await waitFor('pebble', async () => (await fetchText(directoryUrl, ca.certPem)).status === 200, started.child, started.output);
+    };
+    const killPebbleChild = async (): Promise<void> => {
+      if (!pebble) return;
+      const { child, output } = pebble;
+      pebble = undefined;
+      await stopChild(child);
+      children.splice(children.indexOf(child), 1);
+      earlierOutput += output();
+    };
+    await startPebbleChild();
 
     const mgmtGet = (path: string) => expectOk(fetchText(managementUrl + path, ca.certPem), `GET ${path}`);
     let certCount = 0;
@@ -267,7 +297,12 @@ export async function startPebble(opts: PebbleOptions): Promise<PebbleHandle> {
       clearA: async (host) => {
         await expectOk(fetchText(`${dnsMgmtUrl}/clear-a`, '', 'POST', JSON.stringify({ host })), 'clear-a');
       },
-      logs: pebble.output,
+      logs: () => earlierOutput + (pebble?.output() ?? ''),
+      kill: killPebbleChild,
+      start: async () => {
+        if (pebble) throw new Error('pebble is already running; kill() it first');
+        await startPebbleChild();
+      },
       stop: cleanup,
     };
   } catch (err) {

@@ -1,12 +1,10 @@
 // Per-host failure backoff: a host that keeps failing must be tried less and
 // less often (doubling from fail_backoff_minutes, at most a day), a rate
-// limit must be waited out, a success must reset it, and the record must
-// live in storage under backoff/<name> so every instance and restart sees it.
+// limit must be waited out, and a success must reset it. The record lives in
+// the certificate's index record (certificate-index.test.ts).
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { isBackedOff, nextBackoff, parseBackoffRecord, type BackoffRecord } from '../../src/renewal/backoff.js';
-import { backoffKey, clearBackoff, loadBackoff, recordFailure } from '../../src/renewal/backoff-store.js';
-import { createMemoryStorage } from '../../src/storage/memory.js';
 
 const MIN = 60_000;
 const HOUR = 60 * MIN;
@@ -96,56 +94,5 @@ describe('parseBackoffRecord', () => {
     assert.equal(parseBackoffRecord({ ...record, failures: '2' }), null);
     assert.equal(parseBackoffRecord({ ...record, until: 'tomorrow' }), null);
     assert.equal(parseBackoffRecord({ ...record, lastKind: undefined }), null);
-  });
-});
-
-describe('backoff store', () => {
-  test('keys are backoff/<normalized name>; bad names are refused before storage is touched', async () => {
-    assert.equal(backoffKey('WWW.Example.COM.'), 'backoff/www.example.com');
-    const storage = createMemoryStorage();
-    await assert.rejects(recordFailure(storage, '../etc', failure(T0), 5), { code: 'INVALID_HOSTNAME' });
-    await assert.rejects(loadBackoff(storage, 'a/b.example.com'), { code: 'INVALID_HOSTNAME' });
-    assert.deepEqual(await storage.list('backoff'), []);
-  });
-
-  test('failures accumulate, are shared by name spelling, and clear on success', async () => {
-    const storage = createMemoryStorage({ now: () => T0.getTime() });
-    assert.equal(await loadBackoff(storage, 'a.example.com'), null);
-
-    const first = await recordFailure(storage, 'a.example.com', failure(T0), 5);
-    assert.equal(first.failures, 1);
-    assert.deepEqual(await loadBackoff(storage, 'A.example.com'), first);
-    assert.deepEqual(JSON.parse((await storage.get('backoff/a.example.com'))!), first);
-
-    const second = await recordFailure(storage, 'a.example.com', failure(new Date(first.until), { kind: 'rateLimited', message: 'too many' }), 5);
-    assert.equal(second.failures, 2);
-    assert.equal(second.lastKind, 'rateLimited');
-    assert.equal(waitOf(second), 10 * MIN);
-
-    // Another host is independent.
-    assert.equal(await loadBackoff(storage, 'b.example.com'), null);
-
-    await clearBackoff(storage, 'a.example.com');
-    assert.equal(await loadBackoff(storage, 'a.example.com'), null);
-    assert.equal((await recordFailure(storage, 'a.example.com', failure(T0), 5)).failures, 1);
-  });
-
-  test('a corrupt record reads as none, and the next failure starts over', async () => {
-    const storage = createMemoryStorage();
-    await storage.set('backoff/a.example.com', '{not json');
-    assert.equal(await loadBackoff(storage, 'a.example.com'), null);
-    await storage.set('backoff/a.example.com', JSON.stringify({ failures: 'many' }));
-    assert.equal(await loadBackoff(storage, 'a.example.com'), null);
-    assert.equal((await recordFailure(storage, 'a.example.com', failure(T0), 5)).failures, 1);
-  });
-
-  test('the record outlives its wait (so waits keep doubling) but not forever', async () => {
-    let clock = T0.getTime();
-    const storage = createMemoryStorage({ now: () => clock });
-    await recordFailure(storage, 'a.example.com', failure(T0), 5);
-    clock += 6 * 24 * HOUR;
-    assert.equal((await loadBackoff(storage, 'a.example.com'))?.failures, 1);
-    clock += 2 * 24 * HOUR;
-    assert.equal(await loadBackoff(storage, 'a.example.com'), null);
   });
 });

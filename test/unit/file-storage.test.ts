@@ -4,11 +4,12 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
-import { lstat, mkdir, mkdtemp, readdir, readFile, readlink, realpath, rm, stat, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, mkdtemp, open, readdir, readFile, readlink, realpath, rm, stat, statfs, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { createFileStorage, liveTarget } from '../../src/storage/file.js';
+import { createFileStorage, liveTarget, UNREADABLE_LOCK_GRACE_MS } from '../../src/storage/file.js';
+import { isStoreFault } from '../../src/storage/errors.js';
 import { InvalidKeyError } from '../../src/storage/keys.js';
 import { InvalidHostnameError } from '../../src/hostname.js';
 import { tempPathFor, writeFileAtomic } from '../../src/storage/atomic-write.js';
@@ -419,5 +420,208 @@ describe('atomic-write', () => {
     // renaming a file over a non-empty directory fails
     await assert.rejects(writeFileAtomic(join(dir, 'target-is-a-dir'), 'data'));
     assert.deepEqual((await readdir(dir)).sort(), ['target-is-a-dir']);
+  });
+});
+
+describe('torn lock records (a write cut short by a full disk or a crash)', () => {
+  const KEY = 'locks/torn.example.com';
+  const start = 1_700_000_000_000;
+
+  /** Writes a state file by hand, as a failed add() would have left it, with its mtime at `at`. */
+  async function leaveRecord(root: string, content: string, at: number): Promise<void> {
+    const file = join(root, 'state', KEY);
+    await mkdir(join(root, 'state', 'locks'), { recursive: true });
+    await writeFile(file, content);
+    await utimes(file, at / 1000, at / 1000);
+  }
+
+  for (const [label, content] of [
+    ['an empty file', ''],
+    ['a header cut off before its newline', '#acmed-ttl 1700000060000'],
+    ['half a marker', '#acmed-t'],
+    ['a header without a number', '#acmed-ttl \nowner'],
+  ] as const) {
+    test(`${label} blocks add() during the grace period, then is replaced`, async () => {
+      let now = start;
+      const root = freshRoot();
+      const storage = createFileStorage({ path: root, now: () => now });
+      await leaveRecord(root, content, start);
+
+      // just created: it may be another add() between its create and its write
+      assert.equal(await storage.add(KEY, 'next-holder', 60_000), false);
+      now = start + UNREADABLE_LOCK_GRACE_MS - 1;
+      assert.equal(await storage.add(KEY, 'next-holder', 60_000), false);
+      now = start + UNREADABLE_LOCK_GRACE_MS;
+      assert.equal(await storage.add(KEY, 'next-holder', 60_000), true);
+      assert.equal(await storage.get(KEY), 'next-holder');
+      // and the new record is a proper one: it blocks others until its TTL runs out
+      assert.equal(await storage.add(KEY, 'third', 60_000), false);
+    });
+  }
+
+  test('a torn TTL header reads as no value; an empty value set on purpose still reads as ""', async () => {
+    const root = freshRoot();
+    const storage = createFileStorage({ path: root, now: () => start });
+    await leaveRecord(root, '#acmed-ttl 99', start);
+    assert.equal(await storage.get(KEY), null);
+    await storage.set('account/url', '');
+    assert.equal(await storage.get('account/url'), '');
+  });
+
+  test('a lock set without a TTL is not mistaken for a torn one, however old', async () => {
+    const root = freshRoot();
+    const storage = createFileStorage({ path: root, now: () => start + 3_600_000 });
+    await leaveRecord(root, 'held-for-ever', start);
+    assert.equal(await storage.add(KEY, 'other', 1_000), false);
+    assert.equal(await storage.get(KEY), 'held-for-ever');
+  });
+});
+
+describe('freeBytes', () => {
+  test('reports the free space of the storage path, before and after it exists', async () => {
+    const root = freshRoot();
+    const storage = createFileStorage({ path: root });
+    const fs = await statfs(work);
+    const before = await storage.freeBytes!();
+    assert.ok(Math.abs(before - fs.bavail * fs.bsize) < 64 * 1024 * 1024, `${before} vs ${fs.bavail * fs.bsize}`);
+    await storage.set('account/url', 'x');
+    assert.ok((await storage.freeBytes!()) > 0);
+  });
+});
+
+/**
+ * Real small file systems: a tmpfs mounted here (the tests run as root). A
+ * mount that fails fails the tests: a full or read-only disk is not something
+ * to skip quietly.
+ */
+describe('on a real tmpfs that fills up or turns read-only', () => {
+  let mountPoint: string;
+  let pageSize: number;
+  let leaf: KeyPair[];
+  let intermediate: KeyPair;
+  const NAME = 'full.example.com';
+
+  before(async () => {
+    mountPoint = await mkdtemp(join(tmpdir(), 'acmed-tmpfs-'));
+    await run('mount', ['-t', 'tmpfs', '-o', 'size=512k,mode=0755', 'tmpfs', mountPoint]);
+    pageSize = (await statfs(mountPoint)).bsize;
+    const dir = join(work, 'tmpfs-pems');
+    await mkdir(dir);
+    intermediate = await selfSigned(dir, 'intermediate', ['intermediate.example.net']);
+    leaf = await Promise.all([0, 1, 2].map((i) => selfSigned(dir, `full-${i}`, [NAME])));
+  });
+  after(async () => {
+    if (!mountPoint) return;
+    await run('umount', [mountPoint]).catch(() => run('umount', ['-l', mountPoint]));
+    await rm(mountPoint, { recursive: true, force: true });
+  });
+
+  /**
+   * Fills the tmpfs so exactly `keepPages` pages stay free: reserve them,
+   * fill the rest until ENOSPC, give the reserve back. Returns the undo.
+   */
+  async function fillDisk(keepPages: number): Promise<() => Promise<void>> {
+    const reserve = join(mountPoint, 'reserve');
+    const filler = join(mountPoint, 'filler');
+    if (keepPages > 0) await writeFile(reserve, Buffer.alloc(keepPages * pageSize, 1));
+    const handle = await open(filler, 'w');
+    try {
+      const chunk = Buffer.alloc(64 * 1024, 1);
+      for (;;) await handle.write(chunk);
+    } catch (err) {
+      assert.equal((err as NodeJS.ErrnoException).code, 'ENOSPC');
+    } finally {
+      await handle.close();
+    }
+    await rm(reserve, { force: true });
+    assert.equal((await statfs(mountPoint)).bfree, keepPages, 'pages left free');
+    return () => rm(filler, { force: true });
+  }
+
+  async function versionsOf(root: string): Promise<string[]> {
+    return (await readdir(join(root, 'archive', NAME))).sort();
+  }
+
+  test('a full disk: add() fails with ENOSPC and leaves no empty lock record behind', async () => {
+    const root = join(mountPoint, 'add-full');
+    const storage = createFileStorage({ path: root });
+    await storage.set('account/url', 'https://ca.example/acct/1'); // the directories exist before the disk fills
+    await mkdir(join(root, 'state', 'locks'), { recursive: true, mode: 0o700 });
+    const free = await fillDisk(0);
+    try {
+      const err = await storage.add('locks/a.example.com', 'owner', 60_000).then(() => null, (e: unknown) => e);
+      assert.equal((err as NodeJS.ErrnoException | null)?.code, 'ENOSPC');
+      assert.ok(isStoreFault(err));
+      assert.deepEqual(await readdir(join(root, 'state', 'locks')), [], 'no empty lock file left');
+      assert.ok(await storage.freeBytes!() < pageSize);
+    } finally {
+      await free();
+    }
+    assert.equal(await storage.add('locks/a.example.com', 'owner', 60_000), true);
+    assert.equal(await storage.get('locks/a.example.com'), 'owner');
+    await rm(root, { recursive: true });
+  });
+
+  for (const keepPages of [0, 1, 2, 3]) {
+    test(`a full disk with ${keepPages} page(s) free: putCertificate fails, live/ keeps the old complete version, no partial version stays`, async () => {
+      const root = join(mountPoint, `put-full-${keepPages}`);
+      const storage = createFileStorage({ path: root });
+      await storage.putCertificate(bundleOf(NAME, leaf[0], intermediate));
+      const oldTarget = await liveTarget(root, NAME);
+      const oldVersions = await versionsOf(root);
+
+      const free = await fillDisk(keepPages);
+      try {
+        await assert.rejects(storage.putCertificate(bundleOf(NAME, leaf[1], intermediate)), (err: NodeJS.ErrnoException) => {
+          assert.equal(err.code, 'ENOSPC');
+          assert.ok(isStoreFault(err));
+          return true;
+        });
+        assert.equal(await liveTarget(root, NAME), oldTarget);
+        assert.deepEqual(await versionsOf(root), oldVersions, 'the archive holds no partial version');
+        assert.deepEqual((await readdir(join(root, 'live'))).sort(), [NAME], 'no temp link left in live/');
+        const served = await storage.getCertificate(NAME);
+        assert.equal(served?.privkey, leaf[0].key);
+        assert.equal(served?.fullchain, leaf[0].cert + intermediate.cert);
+        assert.equal(await readFile(join(root, 'live', NAME, 'privkey.pem'), 'utf8'), leaf[0].key);
+      } finally {
+        await free();
+      }
+      await storage.putCertificate(bundleOf(NAME, leaf[1], intermediate));
+      assert.equal((await storage.getCertificate(NAME))?.privkey, leaf[1].key);
+      assert.equal((await versionsOf(root)).length, 2);
+      await rm(root, { recursive: true });
+    });
+  }
+
+  test('a read-only disk: writes fail with EROFS, reads still serve the old version', async () => {
+    const root = join(mountPoint, 'read-only');
+    const storage = createFileStorage({ path: root });
+    await storage.putCertificate(bundleOf(NAME, leaf[0], intermediate));
+    await storage.set('account/url', 'https://ca.example/acct/1');
+    const oldTarget = await liveTarget(root, NAME);
+
+    await run('mount', ['-o', 'remount,ro', mountPoint]);
+    try {
+      const writes = {
+        putCertificate: () => storage.putCertificate(bundleOf(NAME, leaf[2], intermediate)),
+        'add (a directory to make)': () => storage.add('locks/ro.example.com', 'owner', 60_000),
+        'set (into an existing directory)': () => storage.set('account/url', 'https://ca.example/acct/2'),
+      };
+      for (const [what, write] of Object.entries(writes)) {
+        const err = await write().then(() => null, (e: unknown) => e);
+        assert.equal((err as NodeJS.ErrnoException | null)?.code, 'EROFS', what);
+        assert.ok(isStoreFault(err), what);
+      }
+      assert.equal(await liveTarget(root, NAME), oldTarget);
+      assert.equal((await storage.getCertificate(NAME))?.privkey, leaf[0].key);
+      assert.equal(await storage.get('account/url'), 'https://ca.example/acct/1');
+    } finally {
+      await run('mount', ['-o', 'remount,rw', mountPoint]);
+    }
+    assert.equal((await versionsOf(root)).length, 1, 'no version was started');
+    await storage.putCertificate(bundleOf(NAME, leaf[2], intermediate));
+    assert.equal((await storage.getCertificate(NAME))?.privkey, leaf[2].key);
+    await rm(root, { recursive: true });
   });
 });

@@ -4,11 +4,13 @@
 import assert from 'node:assert/strict';
 import { createPublicKey, X509Certificate } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { withLock } from '../../src/storage/lock.js';
+import { createLogger } from '../../src/log.js';
+import { withHealth } from '../../src/storage/health.js';
+import { type HeldLock, LockLostError, releaseStaleOwnLocks, withLock } from '../../src/storage/lock.js';
 import type { CertificateBundle } from '../../src/storage/storage.js';
 import { makeCertificate } from './storage-contract-cert.js';
 import type { BackendFixture } from './storage-contract-fixtures.js';
@@ -196,6 +198,65 @@ export function contractCases(fx: () => BackendFixture): void {
     assert.equal(result, 'ran');
     assert.ok(Date.now() - started >= 300, 'took the lock before its TTL ran out');
     assert.equal(await alive.get('locks/dead.example.com'), null);
+  });
+
+  it('withLock: a lock taken over aborts the holder\'s signal, fails its assertHeld, and survives its release', async () => {
+    const [a, b] = await two();
+    const key = 'locks/fenced.example.com';
+    let held: HeldLock | undefined;
+    const result = await withLock(a, key, async (lock) => {
+      held = lock;
+      await lock.assertHeld();
+      assert.match((await b.get(key)) ?? '', /^[^/]+\/\d+\/[0-9a-f]+$/, 'the value is an owner token');
+      // Another instance removes our lock and takes it.
+      await b.delete(key);
+      assert.equal(await b.add(key, 'other-holder', 10_000), true);
+      await assert.rejects(lock.assertHeld(), LockLostError);
+      return 'fn finished';
+    }, { ttlMs: 10_000 });
+    assert.equal(result, 'fn finished');
+    assert.ok(held?.signal.aborted);
+    assert.equal(await a.get(key), 'other-holder', 'release deleted only our own token');
+  });
+
+  it('withLock: the heartbeat notices a takeover within one beat', async () => {
+    const [a, b] = await two();
+    const key = 'locks/beat.example.com';
+    await withLock(a, key, async (lock) => {
+      await sleep(900); // past two beats of a 1.2 s TTL: the heartbeat keeps it
+      assert.equal(lock.signal.aborted, false);
+      await lock.assertHeld();
+      await b.delete(key);
+      assert.equal(await b.add(key, 'other-holder', 10_000), true);
+      const deadline = Date.now() + 3_000;
+      while (!lock.signal.aborted && Date.now() < deadline) await sleep(20);
+      assert.ok(lock.signal.reason instanceof LockLostError, 'the signal was aborted with LockLostError');
+    }, { ttlMs: 1_200 });
+    assert.equal(await b.get(key), 'other-holder');
+  });
+
+  it('releaseStaleOwnLocks: a dead predecessor\'s locks on this host go, other hosts\' and live ones stay', async () => {
+    const [a, b] = await two();
+    const here = hostname();
+    await a.add('locks/dead.example.com', `${here}/4000001/0123abcd`, 60_000);
+    await a.add('locks/alive.example.com', `${here}/4000002/0123abcd`, 60_000);
+    await a.add('locks/elsewhere.example.com', `another-host/4000001/0123abcd`, 60_000);
+    const released = await releaseStaleOwnLocks(b, { isAlive: (pid) => pid === 4000002 });
+    assert.deepEqual(released, ['locks/dead.example.com']);
+    assert.equal(await a.get('locks/dead.example.com'), null);
+    assert.equal(await a.add('locks/dead.example.com', 'next', 60_000), true, 'free to take at once');
+    assert.equal(await a.get('locks/alive.example.com'), `${here}/4000002/0123abcd`);
+    assert.equal(await a.get('locks/elsewhere.example.com'), 'another-host/4000001/0123abcd');
+  });
+
+  it('withHealth: a probe writes, reads and deletes a health key, and leaves nothing behind', async () => {
+    const [a] = await two();
+    const monitored = withHealth(a, { log: createLogger('silent') });
+    const health = await monitored.probe();
+    assert.equal(health.up, true, health.lastError ?? '');
+    assert.equal(health.writable, true);
+    assert.equal(health.freeBytes === null, a.kind !== 'file', `freeBytes ${health.freeBytes} for ${a.kind}`);
+    assert.deepEqual(await a.list('health/'), []);
   });
 
   it('compareAndDelete / compareAndExtend act only for the lock owner', async (t) => {

@@ -1,0 +1,110 @@
+/**
+ * Where acmed reaches into acme-client 5.4: its HttpClient's request,
+ * getNonce and signedRequest are replaced so every request goes through our
+ * transport, takes nonces from the pool, counts toward the order it belongs
+ * to, stops when that order is aborted, and is retried after a transient
+ * fault. None of these members are in acme-client's public types.
+ */
+import type { Logger } from '../log.js';
+import { AcmeError, AcmeProblemError, parseRetryAfter, type AcmeProblem } from './errors.js';
+import type { NoncePool } from './nonce-pool.js';
+import { currentOrderScope } from './order-scope.js';
+import { withTransientRetry } from './retry.js';
+import type { Transport, TransportRequestOptions, TransportResponse } from './transport.js';
+
+/** acme-client's HttpClient, as far as we use it. */
+export interface HttpClientInternals {
+  request(url: string, method: string, opts?: TransportRequestOptions): Promise<TransportResponse>;
+  getNonce(): Promise<string>;
+  getResourceUrl(resource: string): Promise<string>;
+  getDirectory(): Promise<Record<string, unknown>>;
+  signedRequest(url: string, payload: unknown, opts: SignedRequestOptions, attempts?: number): Promise<TransportResponse>;
+}
+
+export interface SignedRequestOptions {
+  kid?: string | null;
+  nonce?: string | null;
+  includeExternalAccountBinding?: boolean;
+}
+
+/** acme-client's AcmeApi: `accountUrl` is the JWS kid of every signed request; createAccount sets it from Location. */
+export interface AcmeApiInternals {
+  accountUrl: string | null;
+  apiRequest(url: string, payload: unknown, valid: number[]): Promise<TransportResponse>;
+  createAccount(data: Record<string, unknown>): Promise<TransportResponse>;
+}
+
+export interface ClientInternals {
+  http: HttpClientInternals;
+  api: AcmeApiInternals;
+}
+
+export interface HookDeps {
+  transport: Transport;
+  nonces: NoncePool;
+  log: Logger;
+  /** Delays between retries of one request; see retry.ts. */
+  retryDelaysMs?: readonly number[];
+}
+
+export function installHooks(client: ClientInternals, deps: HookDeps): void {
+  const { transport, nonces, log } = deps;
+  const http = client.http;
+  const originalSignedRequest = http.signedRequest.bind(http);
+
+  /** One HTTP request, billed to the order it runs in and stopped by that order's signal. */
+  const send = (url: string, method: string, opts: TransportRequestOptions = {}): Promise<TransportResponse> => {
+    const scope = currentOrderScope();
+    if (scope) scope.requests++;
+    return transport.request(url, method, { ...opts, signal: scope?.signal });
+  };
+
+  const retrying = <T>(url: string, attempt: () => Promise<T>): Promise<T> => withTransientRetry(attempt, {
+    delaysMs: deps.retryDelaysMs,
+    signal: currentOrderScope()?.signal,
+    onRetry: ({ attempt: n, delayMs, error }) => log.debug({ path: pathOf(url), retry: n, delayMs, reason: reasonOf(error) }, 'retrying ACME request'),
+  });
+
+  // A signed POST must not be resent with the nonce it already spent, so
+  // POSTs are retried one level up, in signedRequest; GET and HEAD here.
+  http.request = (url, method, opts) => (method.toLowerCase() === 'post'
+    ? send(url, method, opts)
+    : retrying(url, () => send(url, method, opts)));
+
+  http.getNonce = async () => {
+    const pooled = nonces.take();
+    if (pooled) return pooled;
+    await http.request(await http.getResourceUrl('newNonce'), 'head');
+    const fresh = nonces.take();
+    if (!fresh) throw new AcmeProblemError({ type: 'badNonce', detail: 'the CA sent no Replay-Nonce' }, 0, 'newNonce');
+    return fresh;
+  };
+
+  http.signedRequest = async (url, payload, opts, attempts = 0) => {
+    // acme-client calls signedRequest again itself (attempts > 0) to resend
+    // after a badNonce; only the outermost call retries, or retries would nest.
+    if (attempts > 0) return failOnError(url, await originalSignedRequest(url, payload, opts, attempts));
+    // Each attempt takes a fresh nonce and is signed anew.
+    return retrying(url, async () => failOnError(url, await originalSignedRequest(url, payload, { ...opts, nonce: null }, 0)));
+  };
+}
+
+/** acme-client returns the last badNonce response after its resends; make it an error like any other. */
+function failOnError(url: string, resp: TransportResponse): TransportResponse {
+  if (resp.status >= 400) {
+    throw new AcmeProblemError(resp.data as AcmeProblem, resp.status, url, parseRetryAfter(resp.headers['retry-after']));
+  }
+  return resp;
+}
+
+function pathOf(url: string): string {
+  try {
+    return new URL(url).pathname;
+  } catch {
+    return url;
+  }
+}
+
+function reasonOf(err: unknown): string {
+  return err instanceof AcmeError || err instanceof Error ? err.message : String(err);
+}

@@ -1,0 +1,40 @@
+/**
+ * A job is one certificate to issue or renew, whoever asked (config, the
+ * scheduler, the CLI, the admin API); its end is one JobEvent that the log,
+ * metrics, the index, the scheduler and the deploy hook all listen to.
+ */
+import type { ManagedCertificate } from '../config/managed.js';
+import type { CertificateBundle } from '../storage/storage.js';
+
+export interface IssueJob {
+  cert: ManagedCertificate;
+  /** Order even when a valid certificate is stored, and even during backoff. */
+  force?: boolean;
+}
+
+export interface IssueOutcome {
+  name: string;
+  names: string[];
+  notBefore: string;
+  notAfter: string;
+  location: string;
+  /** False when a stored certificate already covered the names and was not due. */
+  issued: boolean;
+  /** ACME requests this job sent. */
+  requests: number;
+  durationMs: number;
+  /** The order was one an earlier run placed, resumed instead of placed again. */
+  resumed?: boolean;
+  /** The certificate came from the spool (issued earlier, stored now), with no new order. */
+  fromSpool?: boolean;
+  deployHook?: { ok: boolean; exitCode: number | null; timedOut: boolean; output: string };
+}
+
+/** Why a job ended without a new certificate, from the host's point of view. */
+export type FailureBlame = 'host' | 'ca' | 'store' | 'lock' | 'account' | 'shutdown';
+
+export type JobEvent =
+  | { type: 'issued'; outcome: IssueOutcome; bundle: CertificateBundle }
+  | { type: 'skipped'; name: string; names: string[]; reason: 'valid' | 'backoff' | 'shutdown'; outcome?: IssueOutcome; error?: Error }
+  | { type: 'failed'; name: string; names: string[]; error: Error; kind: string; blame: FailureBlame; retryAfterMs?: number };
+
