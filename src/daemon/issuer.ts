@@ -176,9 +176,10 @@ export class Issuer extends EventEmitter<{ outcome: [JobEvent] }> {
     try {
       await this.store(bundle, lock);
     } catch (err) {
-      if (!isStoreFault(err)) throw err;
+      // Paid for: whatever kept it from the store (a fault, a lost lock), the certificate is held, not thrown away.
       await spool.hold(bundle);
-      throw new CertificateHeldError(cert.name, err as Error);
+      if (isStoreFault(err)) throw new CertificateHeldError(cert.name, err as Error);
+      throw err;
     }
     await this.forgetOrder(cert);
     return this.issuedEvent(cert, bundle, { requests: issued.requests, started, resumed: issued.resumed });

@@ -65,7 +65,8 @@ const ASYNC_METHODS = [
   'putCertificate', 'getCertificate', 'deleteCertificate', 'listCertificates', 'freeBytes',
 ] as const;
 
-const realSleep = (ms: number, signal?: AbortSignal) => timerSleep(ms, undefined, { signal });
+/** The probe loop alone must not keep a process alive that has nothing else to do. */
+const realSleep = (ms: number, signal?: AbortSignal) => timerSleep(ms, undefined, { signal, ref: false });
 
 const describe = (err: unknown) => (err instanceof Error ? err.message : String(err));
 

@@ -50,7 +50,9 @@ export class LockTimeoutError extends Error {
 
 type Sleep = (ms: number, signal?: AbortSignal) => Promise<void>;
 
-const realSleep: Sleep = (ms, signal) => timerSleep(ms, undefined, { signal });
+const waitSleep: Sleep = (ms, signal) => timerSleep(ms, undefined, { signal });
+/** The heartbeat alone must not keep a process alive that has nothing else to do. */
+const beatSleep: Sleep = (ms, signal) => timerSleep(ms, undefined, { signal, ref: false });
 
 /**
  * Runs fn while holding the lock at key. fn's result is returned even if the
@@ -60,7 +62,7 @@ const realSleep: Sleep = (ms, signal) => timerSleep(ms, undefined, { signal });
 export async function withLock<T>(
   storage: Storage, key: string, fn: (lock: HeldLock) => Promise<T>, opts: LockOptions = {},
 ): Promise<T> {
-  const { ttlMs = 60_000, waitMs = 300_000, pollMs = 250, signal, now = Date.now, sleep = realSleep } = opts;
+  const { ttlMs = 60_000, waitMs = 300_000, pollMs = 250, signal, now = Date.now } = opts;
   const token = newOwnerToken();
   const deadline = now() + waitMs;
   let confirmedAt: number;
@@ -71,12 +73,12 @@ export async function withLock<T>(
       break;
     }
     if (now() >= deadline) throw new LockTimeoutError(`lock ${key} is still held after ${Math.round(waitMs / 1000)} s`);
-    await sleep(pollMs, signal);
+    await (opts.sleep ?? waitSleep)(pollMs, signal);
   }
 
   const lost = new AbortController();
   const stop = new AbortController();
-  void keepAlive({ storage, key, token, ttlMs, now, sleep, confirmedAt, lost, stop: stop.signal });
+  void keepAlive({ storage, key, token, ttlMs, now, sleep: opts.sleep ?? beatSleep, confirmedAt, lost, stop: stop.signal });
   const lock: HeldLock = {
     key,
     signal: lost.signal,

@@ -24,7 +24,10 @@ export const sigkillFile: Scenario = {
     const httpPort = await freePort();
 
     ctx.step('starting Pebble and the order-counting proxy');
-    const pebble = await startPebble({ httpPort });
+    // Validation sleeps of 0-1 s (Pebble sleeps a random whole number of
+    // seconds below PEBBLE_VA_SLEEPTIME) keep orders in flight long enough
+    // for the kills to find some; without them 12 orders finish in well under a second.
+    const pebble = await startPebble({ httpPort, noSleep: false, env: { PEBBLE_VA_SLEEPTIME: '2' } });
     ctx.defer('stop Pebble', () => pebble.stop());
     const proxy = await startOrderCountingProxy(pebble);
     ctx.defer('close the proxy', () => proxy.close());

@@ -16,8 +16,12 @@ import { canMount, mountTmpfs } from '../harness/fault-tmpfs.js';
 import { startPebble } from '../harness/pebble.js';
 import { freePort } from '../harness/ports.js';
 
-/** Big enough for a few certificates in 4 KiB pages, small enough to fill at once. */
-const TMPFS_KB = 1024;
+/**
+ * acmed reports a store with less than min_free_mb free as unhealthy (a
+ * default of tens of MiB), so the tmpfs is larger than that when healthy;
+ * still small enough (RAM) to fill in a fraction of a second.
+ */
+const TMPFS_KB = 128 * 1024;
 /** A clear refusal names the store's trouble, not a stack trace or a bare code. */
 const CLEAR_STORAGE_ERROR = /read-only|readonly|EROFS|no space|ENOSPC|full|storage|not writable|cannot write/i;
 
@@ -34,7 +38,7 @@ export const storageTrouble: Scenario = {
     await mkdir(dataDir);
     const httpPort = await freePort();
 
-    ctx.step(`mounting a ${TMPFS_KB} KiB tmpfs for the data dir`);
+    ctx.step(`mounting a ${TMPFS_KB / 1024} MiB tmpfs for the data dir`);
     const fs = await mountTmpfs(dataDir, TMPFS_KB);
     ctx.defer(`unmount ${dataDir}`, () => fs.unmount());
 

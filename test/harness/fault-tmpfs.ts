@@ -76,31 +76,25 @@ export async function mountTmpfs(dir: string, sizeKb: number): Promise<Tmpfs> {
     readOnly: () => remount('ro'),
     writable: () => remount('rw'),
     async fill() {
+      // Big writes first, then page-sized ones for what is left, until ENOSPC.
       const handle = await open(filler, 'w');
-      const chunk = Buffer.alloc(64 * 1024);
       let written = 0;
       try {
-        for (;;) {
-          const { bytesWritten } = await handle.write(chunk);
-          written += bytesWritten;
-          if (bytesWritten < chunk.length) break;
+        for (const size of [1024 * 1024, 4096]) {
+          const chunk = Buffer.alloc(size);
+          for (;;) {
+            try {
+              const { bytesWritten } = await handle.write(chunk);
+              written += bytesWritten;
+              if (bytesWritten < size) break;
+            } catch (err) {
+              if ((err as NodeJS.ErrnoException).code === 'ENOSPC') break;
+              throw err;
+            }
+          }
         }
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err;
       } finally {
         await handle.close();
-      }
-      // Smaller than a chunk is left: fill that too, byte pages at a time.
-      const small = await open(filler, 'a');
-      try {
-        for (let i = 0; i < 64; i++) {
-          const { bytesWritten } = await small.write(Buffer.alloc(1024));
-          written += bytesWritten;
-        }
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err;
-      } finally {
-        await small.close();
       }
       return written;
     },
