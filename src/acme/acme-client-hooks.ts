@@ -5,6 +5,7 @@
  * to, stops when that order is aborted, and is retried after a transient
  * fault. None of these members are in acme-client's public types.
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Logger } from '../log.js';
 import { AcmeError, AcmeProblemError, parseRetryAfter, type AcmeProblem } from './errors.js';
 import type { NoncePool } from './nonce-pool.js';
@@ -59,11 +60,18 @@ export function installHooks(client: ClientInternals, deps: HookDeps): void {
     return transport.request(url, method, { ...opts, signal: scope?.signal });
   };
 
-  const retrying = <T>(url: string, attempt: () => Promise<T>): Promise<T> => withTransientRetry(attempt, {
-    delaysMs: deps.retryDelaysMs,
-    signal: currentOrderScope()?.signal,
-    onRetry: ({ attempt: n, delayMs, error }) => log.debug({ path: pathOf(url), retry: n, delayMs, reason: reasonOf(error) }, 'retrying ACME request'),
-  });
+  // Set while an attempt runs: a request made inside it (the nonce HEAD of
+  // a signed request) is retried by that attempt's loop, not by one of its
+  // own, so retries never multiply.
+  const insideAttempt = new AsyncLocalStorage<true>();
+  const retrying = <T>(url: string, attempt: () => Promise<T>): Promise<T> => {
+    if (insideAttempt.getStore()) return attempt();
+    return withTransientRetry(() => insideAttempt.run(true, attempt), {
+      delaysMs: deps.retryDelaysMs,
+      signal: currentOrderScope()?.signal,
+      onRetry: ({ attempt: n, delayMs, error }) => log.debug({ path: pathOf(url), retry: n, delayMs, reason: reasonOf(error) }, 'retrying ACME request'),
+    });
+  };
 
   // A signed POST must not be resent with the nonce it already spent, so
   // POSTs are retried one level up, in signedRequest; GET and HEAD here.

@@ -14,6 +14,7 @@ import type { Logger } from '../log.js';
 import { keys } from '../storage/keys.js';
 import type { CertificateBundle, Storage } from '../storage/storage.js';
 import { parseBackoffRecord } from './backoff.js';
+import { eachLimited } from './each-limited.js';
 import {
   missingRecord, parseIndexRecord, recordFromCertificate, withRenewalTime, type AriRecord, type IndexRecord, type RenewalPolicy,
 } from './index-record.js';
@@ -59,7 +60,7 @@ export class CertificateIndex extends EventEmitter<{ change: [IndexRecord]; remo
   async load(): Promise<{ records: number; rebuilt: number }> {
     const { storage } = this.opts;
     const names = (await storage.list(keys.indexPrefix)).map((k) => k.slice(keys.indexPrefix.length));
-    await eachLimited(names, async (name) => {
+    await eachLimited(names, IO_WIDTH, async (name) => {
       const raw = await storage.get(keys.index(name));
       const record = raw === null ? null : parseIndexRecord(raw);
       if (record && record.name === name) this.records.set(name, record);
@@ -76,7 +77,7 @@ export class CertificateIndex extends EventEmitter<{ change: [IndexRecord]; remo
   async reconcile(): Promise<number> {
     let rebuilt = 0;
     const stored = await this.opts.storage.listCertificates();
-    await eachLimited(stored, async (name) => {
+    await eachLimited(stored, IO_WIDTH, async (name) => {
       const bundle = await this.opts.storage.getCertificate(name).catch((err: Error) => {
         this.opts.log.warn({ cert: name, err: err.message }, 'cannot read a stored certificate; its index record is kept as it is');
         return undefined;
@@ -162,7 +163,7 @@ export class CertificateIndex extends EventEmitter<{ change: [IndexRecord]; remo
 
   /** Recomputes every renewal time (renew_threshold_days changed on reload). */
   async replan(): Promise<void> {
-    await eachLimited(this.all(), async (r) => {
+    await eachLimited(this.all(), IO_WIDTH, async (r) => {
       const next = withRenewalTime(r, this.opts.policy(), this.now);
       if (next.renewAt !== r.renewAt) await this.put(next);
     });
@@ -177,7 +178,7 @@ export class CertificateIndex extends EventEmitter<{ change: [IndexRecord]; remo
 
   /** Writes records that could not be written before; true when none is left. */
   async flush(): Promise<boolean> {
-    await eachLimited([...this.dirty], (name) => this.persist(name));
+    await eachLimited([...this.dirty], IO_WIDTH, (name) => this.persist(name));
     return this.dirty.size === 0;
   }
 
@@ -200,7 +201,7 @@ export class CertificateIndex extends EventEmitter<{ change: [IndexRecord]; remo
       ...(await storage.list(keys.backoffPrefix)).map((k) => ({ key: k, name: k.slice(keys.backoffPrefix.length), kind: 'backoff' as const })),
       ...(await storage.list(keys.ariPrefix)).map((k) => ({ key: k, name: k.slice(keys.ariPrefix.length).replace(/\.json$/, ''), kind: 'ari' as const })),
     ];
-    await eachLimited(legacy, async ({ key, name, kind }) => {
+    await eachLimited(legacy, IO_WIDTH, async ({ key, name, kind }) => {
       const raw = await storage.get(key);
       let value: unknown = null;
       try {
@@ -214,13 +215,4 @@ export class CertificateIndex extends EventEmitter<{ change: [IndexRecord]; remo
       await storage.delete(key);
     });
   }
-}
-
-/** Runs fn over items, at most IO_WIDTH at a time. */
-async function eachLimited<T>(items: T[], fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) await fn(items[next++]);
-  };
-  await Promise.all(Array.from({ length: Math.min(IO_WIDTH, items.length) }, worker));
 }

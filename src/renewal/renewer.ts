@@ -21,6 +21,7 @@ import { ariNeedsFetch, fetchAri } from './ari-cache.js';
 import { isBackedOff } from './backoff.js';
 import type { CaBackoff } from './ca-backoff.js';
 import { DueQueue, realTimers, type Timers } from './due-queue.js';
+import { eachLimited } from './each-limited.js';
 import { dueTime, isRenewalDue, type IndexRecord } from './index-record.js';
 import type { CertificateIndex } from './index.js';
 import type { IssueOutcome, JobEvent } from './job.js';
@@ -47,6 +48,8 @@ export interface PassResult {
   notDue: number;
 }
 
+/** Certificates looked at in parallel during a pass. */
+const PASS_WIDTH = 16;
 /** A job that failed for the store's or a lock's sake is tried again after this. */
 const RETRY_AFTER_LOCAL_FAULT_MS = 30_000;
 
@@ -208,19 +211,22 @@ export class Renewer {
     const result: PassResult = { checked: 0, renewed: [], failed: [], backedOff: [], notDue: 0 };
     if (!opts.only) await this.opts.index.reconcile();
     const certificates = opts.only ? [certificateForHost(this.opts.config(), opts.only)] : [...this.managedCertificates().values()];
-    await Promise.all(certificates.map(async (cert) => {
+    // Look at every certificate (bounded: an ARI refresh reads the PEM), then hand what is due to the queue.
+    const due: ManagedCertificate[] = [];
+    await eachLimited(certificates, PASS_WIDTH, async (cert) => {
       result.checked++;
       if (!opts.only) await this.refreshAri(cert.name);
       const record = this.opts.index.get(cert.name);
       if (record && !opts.force && record.serial && !isRenewalDue(record, this.now) && !record.order) {
         result.notDue++;
         this.plan(record);
-        return;
-      }
-      if (!opts.force && record?.backoff && isBackedOff(record.backoff, this.now)) {
+      } else if (!opts.force && record?.backoff && isBackedOff(record.backoff, this.now)) {
         result.backedOff.push(cert.name);
-        return;
+      } else {
+        due.push(cert);
       }
+    });
+    await Promise.all(due.map(async (cert) => {
       try {
         const outcome = await this.opts.submit(cert, { force: opts.force });
         if (outcome.issued) result.renewed.push(cert.name);

@@ -22,7 +22,7 @@ const SLACK_MS = 1_000;
 export const shortLived: Scenario = {
   id: 'short-lived',
   title: 'short-lived certificates never expire on disk across a SIGTERM and a SIGKILL restart',
-  budgetMs: { small: 240_000, full: 420_000 },
+  budgetMs: { small: 195_000, full: 360_000 },
   async run(ctx: FaultContext) {
     const lifetimeS = ctx.full ? 90 : 60;
     const durationMs = ctx.full ? 300_000 : 150_000;

@@ -15,7 +15,7 @@ import { freePort } from '../harness/ports.js';
 export const sigkillFile: Scenario = {
   id: 'sigkill-file',
   title: 'SIGKILL of acmed at random moments while certificates are issued (file storage)',
-  budgetMs: { small: 150_000, full: 600_000 },
+  budgetMs: { small: 75_000, full: 300_000 },
   async run(ctx: FaultContext) {
     const count = ctx.full ? 40 : 12;
     const kills = ctx.full ? 15 : 3;
@@ -55,11 +55,11 @@ export const sigkillFile: Scenario = {
     const keyTimer = setInterval(() => void watchKey(), 50);
     ctx.defer('stop watching the account key', () => clearInterval(keyTimer));
 
-    // Kill k lands a random 0..2 s (full: 1.5 s) after start #k answers on its
+    // Kill k lands a random 0..3 s (full: 2 s) after start #k answers on its
     // admin socket: the same moments for the same seed, spread over account
     // registration, orders and writes (the daemon issues several at once, so
     // waiting for a number of certificates would land too coarsely).
-    const windowMs = ctx.full ? 1_500 : 2_000;
+    const windowMs = ctx.full ? 2_000 : 3_000;
     const plan = Array.from({ length: kills }, () => ctx.rng.int(0, windowMs));
     const progress = async () => (await liveNames(dataDir)).filter((n) => names.includes(n)).length;
 
@@ -85,7 +85,7 @@ export const sigkillFile: Scenario = {
       return absent;
     };
     await ctx.waitFor(`all ${count} certificates to be whole under live/`, async () => (await missing()).length === 0, {
-      timeoutMs: ctx.full ? 180_000 : 60_000,
+      timeoutMs: ctx.full ? 120_000 : 40_000,
       intervalMs: 250,
       context: () => daemon.tail(),
     }).catch((err: Error) => ctx.problem(err.message));

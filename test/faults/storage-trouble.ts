@@ -28,7 +28,7 @@ const CLEAR_STORAGE_ERROR = /read-only|readonly|EROFS|no space|ENOSPC|full|stora
 export const storageTrouble: Scenario = {
   id: 'storage-trouble',
   title: 'file storage on a tmpfs turned read-only, then full, then writable again',
-  budgetMs: { small: 180_000, full: 300_000 },
+  budgetMs: { small: 75_000, full: 240_000 },
   async run(ctx: FaultContext) {
     if (!canMount()) ctx.fail('needs root to mount a tmpfs (run the fault suite as root, as CI does)');
     const perPhase = ctx.full ? 3 : 1;
@@ -69,18 +69,18 @@ export const storageTrouble: Scenario = {
     const refusals: string[] = [];
     /** While the store is broken: `acmed issue` fails with one clear line, /healthz goes 503, the old certificates stay readable. */
     const whileBroken = async (phase: string, names: string[]) => {
-      const results = await Promise.all(names.map((name) => daemon.cli(['issue', name], 60_000)));
+      const results = await Promise.all(names.map((name) => daemon.cli(['issue', name], 20_000)));
       results.forEach((r: CliResult, i) => {
         const line = r.stderr.trim();
         refusals.push(line);
-        if (r.timedOut) ctx.problem(`${phase}: acmed issue ${names[i]} hung for 60 s`);
+        if (r.timedOut) ctx.problem(`${phase}: acmed issue ${names[i]} hung for 20 s`);
         else if (r.code === 0) ctx.problem(`${phase}: acmed issue ${names[i]} succeeded on a ${phase} store: ${r.stdout.trim()}`);
         else if (!CLEAR_STORAGE_ERROR.test(line) || line.split('\n').length > 1) {
           ctx.problem(`${phase}: acmed issue ${names[i]} failed without a clear storage error (exit ${r.code}): ${JSON.stringify(line)}`);
         }
       });
       await ctx.waitFor(`/healthz 503 while the store is ${phase}`, async () => (await daemon.health()) === 503,
-        { timeoutMs: 15_000, intervalMs: 250, context: () => daemon.tail() }).catch((err: Error) => ctx.problem(err.message));
+        { timeoutMs: 10_000, intervalMs: 250, context: () => daemon.tail() }).catch((err: Error) => ctx.problem(err.message));
       for (const name of before) {
         const problems = await liveProblems(dataDir, name);
         ctx.expect(problems.length === 0, `${phase}: a certificate issued before the trouble is not readable: ${problems.join('; ')}`);
@@ -110,12 +110,12 @@ export const storageTrouble: Scenario = {
       missing = next;
       return missing.length === 0;
     }, {
-      timeoutMs: ctx.full ? 120_000 : 75_000,
+      timeoutMs: ctx.full ? 120_000 : 40_000,
       intervalMs: 500,
       context: () => `missing: ${missing.join(', ')}; spool_dir holds: ${spoolListing}\n${daemon.tail()}`,
     }).catch((err: Error) => ctx.problem(err.message));
     await ctx.waitFor('/healthz 200 once the store is writable', async () => (await daemon.health()) === 200,
-      { timeoutMs: 45_000, intervalMs: 500, context: () => daemon.tail() }).catch((err: Error) => ctx.problem(err.message));
+      { timeoutMs: 15_000, intervalMs: 500, context: () => daemon.tail() }).catch((err: Error) => ctx.problem(err.message));
 
     ctx.step('checking the store');
     for (const name of [...before, ...requested]) {

@@ -5,6 +5,8 @@
 //   error of the test's choosing (a 500 on finalize, a 503 on the directory)
 //   without passing them on, as a CA with a bad node behind its load
 //   balancer would; the request never reaches Pebble.
+// - delayNext(): hold the next matching request(s) for a while before passing
+//   them on: a slow endpoint, so a test can make requests overlap.
 // - failChallenge(): for one name, keep the http-01 challenge pending at the
 //   CA (the client's answer is acknowledged but never passed on, so Pebble
 //   never validates) and show an `error` on it in every authorization
@@ -50,6 +52,8 @@ export interface AnsweredRequest {
 export interface AcmeStandinProxy extends CountingProxy {
   /** Answers the next `times` (default 1) matching requests with this error instead of passing them on. */
   failNext(match: RequestMatch, reply: StandinReply, times?: number): void;
+  /** Holds the next `times` (default 1) matching requests for ms before passing them on. */
+  delayNext(match: RequestMatch, ms: number, times?: number): void;
   /** Holds name's http-01 challenge pending at the CA, showing `problem` as its error. */
   failChallenge(name: string, problem: StandinProblem): void;
   /** Every request this proxy answered itself, in order. */
@@ -65,11 +69,18 @@ interface PendingFailure extends RequestMatch, StandinReply {
   left: number;
 }
 
+interface PendingDelay extends RequestMatch {
+  ms: number;
+  left: number;
+}
+
 interface HeldChallenge {
   name: string;
   problem: StandinProblem;
   body: Record<string, unknown>;
   authzUrl: string;
+  /** The client has answered it; from then on authorizations show the error. */
+  answered: boolean;
 }
 
 function fullType(type: string): string {
@@ -91,6 +102,7 @@ function parseJson(body: Buffer | string): unknown {
 
 export async function startAcmeStandinProxy(opts: AcmeStandinOptions): Promise<AcmeStandinProxy> {
   const failures: PendingFailure[] = [];
+  const delays: PendingDelay[] = [];
   const failedNames = new Map<string, StandinProblem>();
   /** Challenge path -> what to answer for it instead of Pebble. */
   const held = new Map<string, HeldChallenge>();
@@ -128,10 +140,15 @@ export async function startAcmeStandinProxy(opts: AcmeStandinOptions): Promise<A
     if (!authz?.challenges || name === undefined || !problem) return reply;
     for (const challenge of authz.challenges) {
       if (challenge.type !== 'http-01' || typeof challenge.url !== 'string') continue;
-      const body = { type: challenge.type, url: challenge.url, token: challenge.token, status: 'pending' };
-      held.set(new URL(challenge.url).pathname, { name, problem, body, authzUrl: new URL(authzPath, challenge.url).href });
+      const challengePath = new URL(challenge.url).pathname;
+      const known = held.get(challengePath);
+      if (!known) {
+        const body = { type: challenge.type, url: challenge.url, token: challenge.token, status: 'pending' };
+        held.set(challengePath, { name, problem, body, authzUrl: new URL(authzPath, challenge.url).href, answered: false });
+      }
+      // Like a CA: the error appears once validation was attempted, i.e. after the answer.
+      if (known?.answered) challenge.error = { ...problem, type: fullType(problem.type) };
       challenge.status = 'pending';
-      challenge.error = { ...problem, type: fullType(problem.type) };
     }
     return { ...reply, body: JSON.stringify(authz) };
   };
@@ -140,6 +157,11 @@ export async function startAcmeStandinProxy(opts: AcmeStandinOptions): Promise<A
     ...opts,
     handle: async (req, forward) => {
       const path = req.path.split('?')[0] ?? req.path;
+      const delay = delays.find((d) => d.left > 0 && matches(d, req, path));
+      if (delay) {
+        delay.left--;
+        await new Promise((resolve) => setTimeout(resolve, delay.ms));
+      }
       const failure = failures.find((f) => f.left > 0 && matches(f, req, path));
       if (failure) {
         failure.left--;
@@ -157,6 +179,7 @@ export async function startAcmeStandinProxy(opts: AcmeStandinOptions): Promise<A
       if (req.method === 'GET' && path === DIRECTORY_PATH) return directory(forward);
       const heldChallenge = req.method === 'POST' ? held.get(path) : undefined;
       if (heldChallenge) {
+        heldChallenge.answered = true;
         // Acknowledge the answer, keep it from Pebble: the challenge stays pending there.
         return answer(req, path, {
           status: 200,
@@ -177,6 +200,7 @@ export async function startAcmeStandinProxy(opts: AcmeStandinOptions): Promise<A
   return {
     ...proxy,
     failNext: (match, reply, times = 1) => { failures.push({ ...match, ...reply, left: times }); },
+    delayNext: (match, ms, times = 1) => { delays.push({ ...match, ms, left: times }); },
     failChallenge: (name, problem) => { failedNames.set(name, problem); },
     answered: () => answeredLog.map((a) => ({ ...a })),
     resourcePaths: () => ({ ...resources }),

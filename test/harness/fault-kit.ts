@@ -13,7 +13,7 @@
 // process's CPU time from /proc.
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -75,6 +75,7 @@ export class FaultContext {
   readonly rng: Rng;
   private readonly controller = new AbortController();
   private readonly cleanups: { what: string; fn: () => Promise<unknown> | unknown }[] = [];
+  private readonly witnesses: (() => string)[] = [];
 
   constructor(readonly scenario: string, readonly size: Size, readonly seed: number, budgetMs: number, private readonly verbose = true) {
     this.deadline = this.startedAt + budgetMs;
@@ -179,6 +180,15 @@ export class FaultContext {
     }
   }
 
+  /** Something that can say what it was doing (a daemon's log tail), for a failure with no context of its own (the deadline). */
+  witness(fn: () => string): void {
+    this.witnesses.push(fn);
+  }
+
+  witnessReport(): string {
+    return this.witnesses.map((fn) => fn()).filter(Boolean).join('\n');
+  }
+
   /** Registers a cleanup; the runner runs them in reverse order, pass or fail. */
   defer(what: string, fn: () => Promise<unknown> | unknown): void {
     this.cleanups.push({ what, fn });
@@ -268,14 +278,31 @@ export function cpuSeconds(pid: number): number {
 /** sysconf(_SC_CLK_TCK); 100 on every Linux that Node runs on. */
 const CLOCK_TICKS = 100;
 
-/** The last lines of a log, each cut to a readable length. */
-export function tailLines(text: string, lines: number, width = 400): string {
-  return text.split('\n').filter((l) => l.trim() !== '').slice(-lines)
+const LEVELS: Record<number, string> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO', 40: 'WARN', 50: 'ERROR', 60: 'FATAL' };
+
+/** A pino JSON line as "time LEVEL msg key=value …" (the message first, so a cut line keeps it); other lines as they are. */
+export function readableLogLine(line: string): string {
+  if (!line.startsWith('{')) return line;
+  try {
+    const { time, level, msg, service, ...rest } = JSON.parse(line) as Record<string, unknown>;
+    void service;
+    const when = typeof time === 'string' ? time.slice(11, 23) : String(time ?? '');
+    const fields = Object.entries(rest).map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`);
+    return [when, LEVELS[level as number] ?? String(level), msg ?? '', ...fields].join(' ');
+  } catch {
+    return line;
+  }
+}
+
+/** The last lines of a log, readable and each cut to a width. */
+export function tailLines(text: string, lines: number, width = 300): string {
+  if (lines <= 0) return '';
+  return text.split('\n').filter((l) => l.trim() !== '').slice(-lines).map(readableLogLine)
     .map((l) => (l.length > width ? `${l.slice(0, width)}…` : l)).join('\n');
 }
 
 /** pino lines at warn (40) or above. */
-export function warningLines(text: string, lines: number, width = 400): string {
+export function warningLines(text: string, lines: number, width = 300): string {
   return tailLines(text.split('\n').filter((l) => /"level":(4|5|6)\d/.test(l)).join('\n'), lines, width);
 }
 
@@ -292,7 +319,16 @@ export class DaemonUnderTest {
   readonly unexpectedExits: string[] = [];
 
   constructor(private readonly ctx: FaultContext, public config: Record<string, unknown>, readonly dir: string, readonly label = 'acmed') {
-    ctx.defer(`stop ${label}`, () => this.forceStop());
+    ctx.witness(() => this.tail(12));
+    ctx.defer(`stop ${label}`, async () => {
+      await this.forceStop();
+      // FAULT_LOG_DIR=/some/dir keeps every incarnation's whole log, for digging after a run.
+      const keep = process.env.FAULT_LOG_DIR;
+      if (keep) {
+        await mkdir(keep, { recursive: true });
+        await writeFile(join(keep, `${ctx.scenario}-seed${ctx.seed}-${label}.log`), this.logs());
+      }
+    });
   }
 
   get socketPath(): string {
@@ -317,8 +353,10 @@ export class DaemonUnderTest {
   /** The tail of the log and the last warnings, for a failure message. */
   tail(lines = 15): string {
     const warnings = warningLines(this.logs(), 8);
-    return `--- ${this.label} log, last ${lines} lines ---\n${tailLines(this.logs(), lines)}`
-      + (warnings ? `\n--- ${this.label} warnings/errors, last 8 ---\n${warnings}` : '');
+    const parts = [];
+    if (lines > 0) parts.push(`--- ${this.label} log, last ${lines} lines ---\n${tailLines(this.logs(), lines)}`);
+    if (warnings) parts.push(`--- ${this.label} warnings/errors, last 8 ---\n${warnings}`);
+    return parts.join('\n');
   }
 
   async start(): Promise<void> {

@@ -24,6 +24,8 @@ const dropNext = new Map<string, number>();
 const fail503Next = new Map<string, number>();
 /** The JWS protected header of every signed request, by path. */
 const signedHeaders = new Map<string, { nonce: string; kid?: string }[]>();
+/** Requests received per path, answered or dropped. */
+const hits = new Map<string, number>();
 
 function take(map: Map<string, number>, path: string): boolean {
   const left = map.get(path) ?? 0;
@@ -39,6 +41,7 @@ before(async () => {
     req.on('data', (chunk: string) => { body += chunk; });
     req.on('end', () => {
       const path = req.url ?? '/';
+      hits.set(path, (hits.get(path) ?? 0) + 1);
       if (take(dropNext, path)) {
         req.socket.destroy();
         return;
@@ -151,6 +154,20 @@ test('when retries run out, the order gets the network error', async (t) => {
   dropNext.set('/down', 10);
   await assert.rejects(internals.api.apiRequest(`${base}/down`, null, [200]), /cannot reach the CA/);
   dropNext.delete('/down');
+});
+
+test('a nonce fetch inside a signed request is retried by that request\'s loop, not by one of its own', async (t) => {
+  const { internals, transport, nonces } = await hookedClient([1, 1, 1]);
+  t.after(() => transport.close());
+  await internals.http.getDirectory();
+  nonces.clear();
+  dropNext.set('/nonce', 100);
+  const headsBefore = hits.get('/nonce') ?? 0;
+  await assert.rejects(internals.api.apiRequest(`${base}/never-sent`, null, [200]), /cannot reach the CA/);
+  dropNext.delete('/nonce');
+  // One HEAD per attempt of the signed request (1 + 3 retries), not 4 × 4.
+  assert.equal((hits.get('/nonce') ?? 0) - headsBefore, 4);
+  assert.equal(hits.get('/never-sent'), undefined);
 });
 
 test('overlapping orders each count only their own requests; the transport counts all', async (t) => {
