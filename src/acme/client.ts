@@ -159,6 +159,16 @@ export class AcmeEngine {
     this.transport.close();
   }
 
+  /** One plain GET of the directory, no retries: is the CA answering? (probing a CA in backoff) */
+  async ping(): Promise<void> {
+    await this.transport.request(this.opts.directoryUrl, 'get');
+  }
+
+  /** True when the CA's directory offers ARI (`renewalInfo`); lets a pass skip reading PEMs when it does not. */
+  async offersRenewalInfo(): Promise<boolean> {
+    return typeof (await this.internals.http.getDirectory()).renewalInfo === 'string';
+  }
+
   /** Revokes a certificate with the account key (RFC 8555 §7.6); reason per RFC 5280 (0 unspecified, 1 keyCompromise, 4 superseded, 5 cessationOfOperation). */
   async revoke(certPem: string, reason = 0): Promise<void> {
     await this.client.revokeCertificate(certPem, { reason });

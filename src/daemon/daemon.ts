@@ -13,6 +13,7 @@
 import { readFile } from 'node:fs/promises';
 import type http from 'node:http';
 import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { isDeepStrictEqual } from 'node:util';
 import type { Registry } from 'prom-client';
 import { AcmeEngine } from '../acme/client.js';
@@ -68,6 +69,7 @@ export class Daemon {
   private adminServer?: http.Server;
   private stopped?: Promise<void>;
   private indexLoaded?: Promise<void>;
+  private caProbing = false;
   readonly renewer: Renewer;
   readonly queue: WorkQueue<IssueOutcome>;
   readonly hooks: DeployHooks;
@@ -114,9 +116,9 @@ export class Daemon {
       queue: this.queue,
       now,
     });
-    storage.on('down', (h) => log.error({ err: h.lastError, storage: storage.kind }, 'storage is not answering; will retry with backoff'));
     storage.on('up', () => void this.storageBack());
     ca.on('up', () => log.info('the CA answers again; orders resume'));
+    ca.on('down', () => void this.probeCa());
   }
 
   get config(): Config {
@@ -152,6 +154,8 @@ export class Daemon {
   /** Releases our predecessor's locks, loads the index and plans every certificate; retried when the store comes back. */
   private async loadState(): Promise<void> {
     try {
+      const cleared = await this.storage.recover?.() ?? [];
+      if (cleared.length > 0) this.log.warn({ removed: cleared }, 'removed what an interrupted write left behind');
       const released = await releaseStaleOwnLocks(this.storage);
       if (released.length > 0) this.log.info({ locks: released }, 'released locks left by this host\'s previous run');
       const { records, rebuilt } = await this.index.load();
@@ -170,7 +174,7 @@ export class Daemon {
 
   private async storageBack(): Promise<void> {
     if (this.issuer.stopping) return;
-    this.log.info({ storage: this.storage.kind }, 'storage answers again; resuming');
+    this.log.debug({ storage: this.storage.kind }, 'storage answers again; replanning');
     await this.index.flush().catch(() => {});
     await this.index.load().catch(() => {});
     await this.renewer.planAll().catch(() => {});
@@ -201,6 +205,38 @@ export class Daemon {
       });
     }
     return this.enginePromise;
+  }
+
+  /**
+   * While the CA is in backoff, asks it (one GET of the directory) each time
+   * the wait ends, so /healthz and waiting orders learn it is back even when
+   * no order happens to be due then.
+   */
+  private async probeCa(): Promise<void> {
+    if (this.caProbing) return;
+    this.caProbing = true;
+    try {
+      while (!this.ca.state().up && !this.issuer.stopping) {
+        const wait = Math.max(0, Date.parse(this.ca.state().until ?? '') - this.now());
+        await sleep(Math.min(wait, 60_000) + 50, undefined, { ref: false });
+        if (this.issuer.stopping) return;
+        const admitted = await this.ca.admit().catch(() => null);
+        if (!admitted?.probe) continue; // still backed off, or an order is probing
+        if (this.loadedEngine) {
+          await this.loadedEngine.ping().then(() => this.ca.success(), (err: Error) => {
+            if (isCaFault(err)) this.ca.fault(err);
+            else this.ca.success(); // it answered, if only with an error
+          });
+        } else {
+          // Loading the account marks the CA up or down itself; anything else (the store) leaves the probe to the next caller.
+          await this.engine().catch((err: Error) => {
+            if (!isCaFault(err)) this.ca.release();
+          });
+        }
+      }
+    } finally {
+      this.caProbing = false;
+    }
   }
 
   /** Hands a job to the work queue: the one way any caller gets a certificate issued. */
@@ -349,7 +385,8 @@ export class Daemon {
     const overdue = this.index.all().filter((r) => r.renewAt !== null && Date.parse(r.renewAt) < nowMs - OVERDUE_GRACE_MS
       && !(r.backoff && Date.parse(r.backoff.until) > nowMs) && !this.issuer.running.includes(r.name)).length;
     const storeOk = store.up && store.writable && !store.lowSpace;
-    const caOk = !this.ca.backedOff;
+    // Down until the CA has answered again, not merely until its backoff ends.
+    const caOk = ca.up;
     return {
       ok: storeOk && caOk,
       checks: {

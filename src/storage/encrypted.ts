@@ -37,7 +37,7 @@ export function withEncryption(inner: Storage, keyring: Keyring): Storage {
 function bindAll(storage: Storage): Storage {
   const bound = {} as Record<string, unknown>;
   for (const name of ['get', 'set', 'add', 'delete', 'compareAndDelete', 'compareAndExtend', 'list',
-    'putCertificate', 'getCertificate', 'deleteCertificate', 'location', 'listCertificates', 'freeBytes', 'close'] as const) {
+    'putCertificate', 'getCertificate', 'deleteCertificate', 'location', 'listCertificates', 'freeBytes', 'recover', 'close'] as const) {
     const fn = storage[name];
     if (typeof fn === 'function') bound[name] = (fn as (...args: unknown[]) => unknown).bind(storage);
   }

@@ -273,6 +273,12 @@ export function createFileStorage(opts: FileStorageOptions): Storage {
       }
     },
 
+    async recover() {
+      // Shared (a network file system): another live instance may be mid-write; only old leftovers are ours to clear.
+      const olderThan = opts.shared ? now() - 10 * 60_000 : Infinity;
+      return recoverInterruptedWrites(root, olderThan);
+    },
+
     async close() {},
   };
 }
@@ -303,3 +309,62 @@ export async function liveTarget(root: string, name: string): Promise<string> {
   return readlink(join(root, 'live', name));
 }
 
+
+/**
+ * What a process killed mid-write leaves: temp files of atomic writes
+ * (`.<name>.<hex>.tmp`, in state/ and live/), and certificate versions in
+ * archive/ that never went live (missing a file, or newer than the live one). Neither is ever read (live/ points
+ * only at complete versions), but both would pile up and the temp files may
+ * hold keys. Only entries modified before `olderThan` are removed.
+ */
+async function recoverInterruptedWrites(root: string, olderThan: number): Promise<string[]> {
+  const removed: string[] = [];
+  const old = async (path: string) => olderThan === Infinity || (await lstat(path)).mtimeMs < olderThan;
+  const walk = async (dir: string): Promise<void> => {
+    let entries;
+    try {
+      entries = await readdir(dir, { withFileTypes: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw err;
+    }
+    for (const entry of entries) {
+      const path = join(dir, entry.name);
+      if (entry.name.startsWith('.') && entry.name.endsWith('.tmp')) {
+        if (await old(path)) {
+          await rm(path, { force: true, recursive: true });
+          removed.push(path.slice(root.length + 1));
+        }
+      } else if (entry.isDirectory()) {
+        await walk(path);
+      }
+    }
+  };
+  await walk(join(root, 'state'));
+  await walk(join(root, 'live'));
+  let names: string[] = [];
+  try {
+    names = await readdir(join(root, 'archive'));
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  for (const name of names) {
+    const liveTarget = await readlink(join(root, 'live', name)).catch(() => null);
+    const archiveDir = join(root, 'archive', name);
+    for (const version of await readdir(archiveDir).catch(() => [] as string[])) {
+      if (version.startsWith('adopted-')) continue;
+      const versionDir = join(archiveDir, version);
+      const liveVersion = liveTarget?.split('/').pop() ?? null;
+      if (version === liveVersion) continue;
+      // Older complete versions are kept history; a newer one never went live: its write was cut short.
+      const files = await readdir(versionDir).catch(() => null);
+      const complete = files !== null && PEM_FILES.every((f) => files.includes(`${f}.pem`));
+      if (complete && liveVersion !== null && version < liveVersion) continue;
+      if (await old(versionDir)) {
+        await rm(versionDir, { recursive: true, force: true });
+        removed.push(versionDir.slice(root.length + 1));
+      }
+    }
+  }
+  return removed;
+}

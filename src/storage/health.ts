@@ -62,7 +62,7 @@ const PROBE_PREFIX = 'health/';
 
 const ASYNC_METHODS = [
   'get', 'set', 'add', 'delete', 'compareAndDelete', 'compareAndExtend', 'list',
-  'putCertificate', 'getCertificate', 'deleteCertificate', 'listCertificates', 'freeBytes',
+  'putCertificate', 'getCertificate', 'deleteCertificate', 'listCertificates', 'freeBytes', 'recover',
 ] as const;
 
 /** The probe loop alone must not keep a process alive that has nothing else to do. */

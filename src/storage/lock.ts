@@ -95,8 +95,22 @@ export async function withLock<T>(
   } finally {
     stop.abort();
     // Only our own lock: if it expired and another holder took it, theirs stays.
-    await storage.compareAndDelete(key, token).catch(() => {});
+    await storage.compareAndDelete(key, token).catch(() => releaseLater(storage, key, token, Date.now() + ttlMs));
   }
+}
+
+/**
+ * A release the store did not take (it was down) is tried again in the
+ * background until the lock would have expired anyway, so the next job for
+ * the name does not wait out the whole TTL once the store is back.
+ */
+function releaseLater(storage: Storage, key: string, token: string, expiresAt: number): void {
+  void (async () => {
+    for (let delay = 500; Date.now() + delay < expiresAt; delay = Math.min(delay * 2, 5_000)) {
+      await beatSleep(delay);
+      if (await storage.compareAndDelete(key, token).then(() => true, () => false)) return;
+    }
+  })();
 }
 
 interface Heartbeat {

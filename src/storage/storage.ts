@@ -56,5 +56,11 @@ export interface Storage {
   listCertificates(): Promise<string[]>;
   /** Bytes free for acmed where the store keeps its data (local disks only), for health reports. */
   freeBytes?(): Promise<number>;
+  /**
+   * Clears what a process killed in the middle of a write left behind (temp
+   * files, a half-written certificate version), at start. Returns what it
+   * removed, for the log. Backends whose writes are one remote call need none.
+   */
+  recover?(): Promise<string[]>;
   close(): Promise<void>;
 }

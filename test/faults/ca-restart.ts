@@ -27,7 +27,7 @@ export const caRestart: Scenario = {
     ctx.defer('stop Pebble', () => pebble.stop());
     // acmed talks to Pebble directly, so a stopped CA is a refused connection.
     // Pebble logs one "Added order" line per order it creates (across kill/start).
-    const orders = () => pebble.logs().split('\n').filter((l) => l.includes('Added order')).length;
+    ctx.countOrdersWith(() => pebble.logs().split('\n').filter((l) => l.includes('Added order')).length);
 
     const before = ['ca-before1.example.com', 'ca-before2.example.com'];
     const during = Array.from({ length: count }, (_, i) => `ca-during${i + 1}.example.com`);
@@ -108,10 +108,11 @@ export const caRestart: Scenario = {
     }
     const blamed = rows.filter((r) => r.failures > 0 || r.backoff_until);
     ctx.expect(blamed.length === 0, `hosts in failure backoff after the CA outage: ${describe(blamed)}`);
+    ctx.lost = 0; // counted from here on
     for (const name of [...before, ...during]) {
       const problems = await liveProblems(dataDir, name);
       if (problems.length > 0) {
-        ctx.lost++;
+        ctx.lose();
         ctx.problem(problems.join('; '));
       }
     }
@@ -119,7 +120,6 @@ export const caRestart: Scenario = {
     const exit = await daemon.stop('SIGTERM');
     ctx.expect(exit === 0, `acmed exited ${exit} on SIGTERM after the run\n${daemon.tail()}`);
 
-    ctx.orders = orders();
     const answered = failedCli.length > 0 ? `; issue during outage: ${failedCli.length}× "${failedCli[0].stderr.trim().slice(0, 60)}"` : '';
     ctx.note(`issued ${(issuedAfterMs / 1000).toFixed(0)} s after CA back${answered}`);
   },

@@ -53,6 +53,7 @@ export const flakyCa: Scenario = {
     ctx.defer('stop Pebble', () => pebble.stop());
     const proxy = await startOrderCountingProxy(pebble);
     ctx.defer('close the order-counting proxy', () => proxy.close());
+    ctx.countOrdersWith(() => proxy.orders());
     const chaos = await startChaos(ctx, proxy.url);
     ctx.defer('close the chaos proxy', () => chaos.close());
 
@@ -92,10 +93,11 @@ export const flakyCa: Scenario = {
         ctx.problem(`acmed issue ${names[i]} --json printed something that is not JSON: ${r.stdout.slice(0, 200)}`);
       }
     });
+    ctx.lost = 0; // counted from here on
     for (const name of names) {
       const problems = await liveProblems(dataDir, name);
       if (problems.length > 0) {
-        ctx.lost++;
+        ctx.lose();
         ctx.problem(problems.join('; '));
       }
     }
@@ -120,7 +122,6 @@ export const flakyCa: Scenario = {
     const exit = await daemon.stop('SIGTERM');
     ctx.expect(exit === 0, `acmed exited ${exit} on SIGTERM after the run\n${daemon.tail()}`);
 
-    ctx.orders = proxy.orders();
     const sorted = [...requests].sort((a, b) => a - b);
     const median = sorted.length > 0 ? sorted[Math.floor(sorted.length / 2)] : NaN;
     ctx.note(`CPU ${(busyShare * 100).toFixed(1)} % busy (${cpuBusy.toFixed(2)} s/${wallBusy.toFixed(0)} s), ${(idleShare * 100).toFixed(1)} % idle, warm-up ${warmUpCpu.toFixed(2)} s`);

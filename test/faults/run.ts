@@ -191,7 +191,7 @@ async function main(): Promise<void> {
       runs: mine.length,
       failures: missing.length > 0 ? 1 : failed.length,
       orders: mine.reduce((s, r) => s + r.ctx.orders, 0),
-      lost: mine.reduce((s, r) => s + r.ctx.lost, 0),
+      lost: mine.some((r) => r.ctx.lost === null) ? '?' : mine.reduce((s, r) => s + (r.ctx.lost ?? 0), 0),
       notes: clip(notes, 200),
     };
   });

@@ -35,6 +35,7 @@ export const shortLived: Scenario = {
     ctx.defer('stop Pebble', () => pebble.stop());
     const proxy = await startOrderCountingProxy(pebble);
     ctx.defer('close the proxy', () => proxy.close());
+    ctx.countOrdersWith(() => proxy.orders());
 
     const names = ['short1.example.com', 'short2.example.com', 'short3.example.com'];
     const config = {
@@ -92,6 +93,7 @@ export const shortLived: Scenario = {
     };
 
     ctx.step(`sampling live/*/cert.pem every second for ${durationMs / 1000} s`);
+    ctx.lost = 0;
     while (Date.now() - started < durationMs) {
       const tick = Date.now();
       for (const name of names) {
@@ -103,6 +105,7 @@ export const shortLived: Scenario = {
           if (!lapsing.has(name)) {
             lapsing.add(name);
             lapsed.add(name);
+            ctx.lost = lapsed.size;
             const when = Number.isNaN(notAfter) ? 'unreadable or missing' : `expired at ${new Date(notAfter).toISOString()}`;
             ctx.problem(`live/${name}/cert.pem ${when}; now ${new Date(now).toISOString()} (+${ctx.elapsed()} s, start #${daemon.incarnations})\n${daemon.tail(12)}`);
           }
@@ -136,8 +139,6 @@ export const shortLived: Scenario = {
     const exit = await daemon.stop('SIGTERM');
     ctx.expect(exit === 0, `acmed exited ${exit} on SIGTERM after the run\n${daemon.tail()}`);
 
-    ctx.lost = lapsed.size;
-    ctx.orders = proxy.orders();
     // Renewing at half the lifetime left gives about duration / (lifetime / 2)
     // orders per certificate; a quarter-lifetime cadence plus the restarts is a generous ceiling.
     const ceiling = names.length * (Math.ceil(durationMs / 1000 / (lifetimeS / 4)) + 1 + restarts.length);

@@ -31,6 +31,7 @@ export const sigkillFile: Scenario = {
     ctx.defer('stop Pebble', () => pebble.stop());
     const proxy = await startOrderCountingProxy(pebble);
     ctx.defer('close the proxy', () => proxy.close());
+    ctx.countOrdersWith(() => proxy.orders());
 
     const names = Array.from({ length: count }, (_, i) => `kill${i + 1}.example.com`);
     const config = {
@@ -95,10 +96,11 @@ export const sigkillFile: Scenario = {
     ctx.expect(exit === 0, `acmed exited ${exit} on SIGTERM after the run\n${daemon.tail()}`);
     await watchKey();
 
+    ctx.lost = 0; // counted from here on
     for (const name of names) {
       const problems = await liveProblems(dataDir, name);
       if (problems.length > 0) {
-        ctx.lost++;
+        ctx.lose();
         ctx.problem(problems.join('; '));
       }
     }
@@ -108,7 +110,6 @@ export const sigkillFile: Scenario = {
     ctx.expect(firstKey !== undefined && finalKey === firstKey,
       finalKey === undefined ? 'no account key at state/account/key.pem' : 'state/account/key.pem is not the key of the first start');
 
-    ctx.orders = proxy.orders();
     ctx.expect(ctx.orders <= count + kills, `${ctx.orders} newOrders for ${count} certificates and ${kills} kills (at most ${count + kills} allowed); `
       + `ordered more than once: ${proxy.orderedMoreThanOnce().join(', ') || 'none'}`);
 

@@ -47,6 +47,7 @@ export const storageTrouble: Scenario = {
     ctx.defer('stop Pebble', () => pebble.stop());
     const proxy = await startOrderCountingProxy(pebble);
     ctx.defer('close the proxy', () => proxy.close());
+    ctx.countOrdersWith(() => proxy.orders());
 
     const before = ['st-before1.example.com', 'st-before2.example.com'];
     const readOnlyNames = Array.from({ length: perPhase }, (_, i) => `st-ro${i + 1}.example.com`);
@@ -118,10 +119,11 @@ export const storageTrouble: Scenario = {
       { timeoutMs: 15_000, intervalMs: 500, context: () => daemon.tail() }).catch((err: Error) => ctx.problem(err.message));
 
     ctx.step('checking the store');
+    ctx.lost = 0; // counted from here on
     for (const name of [...before, ...requested]) {
       const problems = await liveProblems(dataDir, name);
       if (problems.length > 0) {
-        ctx.lost++;
+        ctx.lose();
         ctx.problem(problems.join('; '));
       }
     }
@@ -138,7 +140,6 @@ export const storageTrouble: Scenario = {
     for (const name of before) {
       ctx.expect(proxy.ordersFor(name) === 1, `${name}, issued before the trouble, was ordered ${proxy.ordersFor(name)} times`);
     }
-    ctx.orders = proxy.orders();
     const duringOrders = requested.map((n) => proxy.ordersFor(n));
     ctx.note(`orders for names requested during trouble: ${duringOrders.join('/')}`);
     if (refusals.length > 0) ctx.note(`refusal: "${refusals[0].slice(0, 70)}"`);

@@ -6,7 +6,8 @@ export interface SummaryRow {
   runs: number;
   failures: number;
   orders: number;
-  lost: number;
+  /** '?' when a run ended before it could count. */
+  lost: number | '?';
   notes: string;
 }
 

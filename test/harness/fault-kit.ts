@@ -65,10 +65,9 @@ export class FaultContext {
   readonly notes: string[] = [];
   /** Longer diagnostics (log tails) printed under the table when the scenario fails. */
   readonly details: string[] = [];
-  /** newOrder requests the CA accepted (201), as counted by the scenario. */
-  orders = 0;
-  /** Certificates requested that were not there, whole, at the end. */
-  lost = 0;
+  /** Certificates requested that were not there, whole, at the end; null until the scenario got as far as counting. */
+  lost: number | null = null;
+  private orderCounter: () => number = () => 0;
   currentStep = 'setup';
   readonly startedAt = Date.now();
   readonly deadline: number;
@@ -80,6 +79,20 @@ export class FaultContext {
   constructor(readonly scenario: string, readonly size: Size, readonly seed: number, budgetMs: number, private readonly verbose = true) {
     this.deadline = this.startedAt + budgetMs;
     this.rng = seededRng(seed);
+  }
+
+  /** Where the orders the CA created are counted; read at the end, whether the scenario got there or not. */
+  countOrdersWith(fn: () => number): void {
+    this.orderCounter = fn;
+  }
+
+  get orders(): number {
+    return this.orderCounter();
+  }
+
+  /** Records a certificate found missing or broken at the end. */
+  lose(): void {
+    this.lost = (this.lost ?? 0) + 1;
   }
 
   get full(): boolean {

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { createFileStorage, liveTarget, UNREADABLE_LOCK_GRACE_MS } from '../../src/storage/file.js';
 import { isStoreFault } from '../../src/storage/errors.js';
+import { makeCertificate } from './storage-contract-cert.js';
 import { InvalidKeyError } from '../../src/storage/keys.js';
 import { InvalidHostnameError } from '../../src/hostname.js';
 import { tempPathFor, writeFileAtomic } from '../../src/storage/atomic-write.js';
@@ -624,4 +625,27 @@ describe('on a real tmpfs that fills up or turns read-only', () => {
     assert.equal((await storage.getCertificate(NAME))?.privkey, leaf[2].key);
     await rm(root, { recursive: true });
   });
+});
+
+test('recover() clears what a killed write left: temp files and versions that never went live', async () => {
+  const root = await mkdtemp(join(tmpdir(), 'acmed-recover-'));
+  try {
+    const storage = createFileStorage({ path: root });
+    const bundle = await makeCertificate(root, ['r.example.com'], 'recover');
+    await storage.putCertificate(bundle);
+    await storage.set('orders/r.example.com', '{}');
+    const liveVersion = (await liveTarget(root, 'r.example.com')).split('/').pop()!;
+    // A temp file of an atomic write, a half-written newer version, a complete newer version never swapped in.
+    await writeFile(join(root, 'state', 'orders', '.r.example.com.abcdef.tmp'), 'secret');
+    await mkdir(join(root, 'archive', 'r.example.com', `${liveVersion}z-half`));
+    await writeFile(join(root, 'archive', 'r.example.com', `${liveVersion}z-half`, 'cert.pem'), bundle.cert);
+    const removed = await storage.recover!();
+    assert.equal(removed.length, 2, removed.join(','));
+    assert.deepEqual(await readdir(join(root, 'state', 'orders')), ['r.example.com']);
+    assert.deepEqual(await readdir(join(root, 'archive', 'r.example.com')), [liveVersion]);
+    assert.equal((await storage.getCertificate('r.example.com'))?.cert, bundle.cert, 'the live certificate is untouched');
+    assert.deepEqual(await storage.recover!(), [], 'nothing left the second time');
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
 });
