@@ -333,6 +333,7 @@ export class AcmeEngine {
     signal?.throwIfAborted();
     const pending = authzs.filter((a) => a.status !== 'valid');
     await Promise.all(pending.map((authz) => this.answer(authz, challenges, published)));
+    this.opts.log.debug({ step: 'challenges answered', names: order.identifiers?.map((i) => i.value), tokens: published.length }, 'order step');
     const firstPoll = this.opts.poll?.firstDelayMs ?? 100;
     return this.waitForOrder(order, ['ready', 'valid'], signal, async () => {
       if (challenges.waitForFetches) {

@@ -21,7 +21,7 @@ export function isValidToken(token: string): boolean {
 export class ChallengeTokens implements ChallengePublisher {
   private readonly local = new Map<string, string>();
   /** Emits 'fetched' (token) when this instance serves a token to a validator. */
-  private readonly fetches = new EventEmitter();
+  private readonly fetches = new EventEmitter().setMaxListeners(0); // one listener per running order, however many run
   /** Lookups answered and missed, for metrics. */
   readonly stats = { hits: 0, misses: 0 };
 

@@ -188,13 +188,13 @@ describe('5xx answers', () => {
   test('a 5xx that outlasts the retries fails the order as a CA fault', { timeout: 30_000 }, async () => {
     const { engine } = await startEngine(`${standin.url}/dir`, { retryDelaysMs: [10, 10, 10] });
     const answeredBefore = standin.answered().length;
-    standin.failNext({ method: 'POST', path: '/finalize-order/' }, { status: 500, problem: { type: 'serverInternal', detail: 'still broken' } }, 5);
+    standin.failNext({ method: 'POST', path: '/finalize-order/' }, { status: 500, problem: { type: 'serverInternal', detail: 'still broken' } }, 10);
     const err = await issue(engine, 'finalize-down.example.com').then(() => undefined, (e: unknown) => e);
+    standin.clearPending();
     assert.ok(err instanceof AcmeProblemError, String(err));
     assert.equal(err.httpStatus, 500);
     assert.equal(isCaFault(err), true);
     assert.equal(standin.answered().length - answeredBefore, 4); // the first try and three retries
-    standin.failNext({ method: 'POST', path: '/finalize-order/' }, { status: 500, problem: { type: 'serverInternal' } }, 0);
   });
 });
 

@@ -167,7 +167,7 @@ export const redisRestart: Scenario = {
       return next ? ((next.at - t) / 1000).toFixed(1) : '-';
     });
     ctx.note(`Redis restarts at ${at.join('/')} stored, work resumed ${resumed.join('/')} s after; longest stall ${stall.seconds.toFixed(0)} s`);
-    ctx.note(`${ctx.orders} orders ≤ ${count + done}${done < restarts ? ` (${restarts - done} restarts skipped: stalled)` : ''}`);
+    ctx.note(`${ctx.orders} orders (bound ${count + done})${done < restarts ? ` (${restarts - done} restarts skipped: stalled)` : ''}`);
   },
 };
 

@@ -117,7 +117,7 @@ export const sigkillFile: Scenario = {
     const partial = await partialWrites(dataDir);
     if (partial.length > 0) ctx.note(`${partial.length} partial leftover(s), e.g. ${partial[0]}`);
     ctx.note(`${kills} kills at ${killedAt.join('/')} done (${landedWithWork} with work left)`);
-    ctx.note(`${ctx.orders} orders ≤ ${count + kills}`);
+    ctx.note(`${ctx.orders} orders (bound ${count + kills})`);
   },
 };
 

@@ -5,7 +5,10 @@
 // lock or record wedges a name); what was already issued stays readable and
 // is not ordered again; and every certificate asked for during the trouble
 // is issued by itself once the store is writable (no CLI call after it).
-// Certificates the store refused are held in spool_dir, outside the tmpfs.
+// One order is in flight when the store turns read-only (Pebble's answer to
+// its finalize is held back until the remount): the certificate the store
+// refuses is held in spool_dir, outside the tmpfs, and written afterwards
+// without a second order.
 import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { baseConfig } from '../harness/acmed.js';
@@ -22,6 +25,9 @@ import { freePort } from '../harness/ports.js';
  * still small enough (RAM) to fill in a fraction of a second.
  */
 const TMPFS_KB = 128 * 1024;
+/** Pebble 2.4's finalize URLs; its answer is held back this long while the store turns read-only. */
+const FINALIZE_PATH = '/finalize-order/';
+const FINALIZE_HOLD_MS = 1_500;
 /** A clear refusal names the store's trouble, not a stack trace or a bare code. */
 const CLEAR_STORAGE_ERROR = /read-only|readonly|EROFS|no space|ENOSPC|full|storage|not writable|cannot write/i;
 
@@ -50,6 +56,7 @@ export const storageTrouble: Scenario = {
     ctx.countOrdersWith(() => proxy.orders());
 
     const before = ['st-before1.example.com', 'st-before2.example.com'];
+    const inflight = 'st-inflight.example.com';
     const readOnlyNames = Array.from({ length: perPhase }, (_, i) => `st-ro${i + 1}.example.com`);
     const fullNames = Array.from({ length: perPhase }, (_, i) => `st-full${i + 1}.example.com`);
     const config = {
@@ -89,19 +96,30 @@ export const storageTrouble: Scenario = {
       ctx.expect(daemon.running, `acmed is not running while the store is ${phase}`);
     };
 
-    ctx.step('store read-only');
+    ctx.step(`store read-only while the order for ${inflight} is being finalized`);
+    const finalizes = proxy.seen(FINALIZE_PATH);
+    proxy.hold(FINALIZE_PATH, FINALIZE_HOLD_MS);
+    const inflightIssue = daemon.cli(['issue', inflight], 30_000);
+    await ctx.waitFor(`the finalize request of ${inflight}`, () => proxy.seen(FINALIZE_PATH) > finalizes,
+      { timeoutMs: 20_000, intervalMs: 20, context: () => daemon.tail() });
     await fs.readOnly();
+    proxy.hold(FINALIZE_PATH, 0);
+    const held = await inflightIssue;
+    const heldLine = held.stderr.trim();
+    if (held.timedOut) ctx.problem(`acmed issue ${inflight} (in flight when the store turned read-only) hung for 30 s`);
+    else if (held.code === 0) ctx.problem(`acmed issue ${inflight} reported success though the store was read-only: ${held.stdout.trim()}`);
+    else ctx.expect(CLEAR_STORAGE_ERROR.test(heldLine) && heldLine.split('\n').length === 1,
+      `acmed issue ${inflight} (in flight when the store turned read-only) failed without a clear storage error (exit ${held.code}): ${JSON.stringify(heldLine)}`);
     await whileBroken('read-only', readOnlyNames);
 
     ctx.step('store writable but full');
-    await fs.writable();
-    const filled = await fs.fill();
+    const filled = await fs.writableButFull();
     ctx.log(`filler: ${filled} bytes`);
     await whileBroken('full', fullNames);
 
     ctx.step('store writable again (filler removed); no more CLI calls');
     await fs.unfill();
-    const requested = [...readOnlyNames, ...fullNames];
+    const requested = [inflight, ...readOnlyNames, ...fullNames];
     let missing: string[] = requested;
     let spoolListing = '';
     await ctx.waitFor('the certificates requested during the trouble, issued by acmed itself', async () => {
@@ -140,6 +158,8 @@ export const storageTrouble: Scenario = {
     for (const name of before) {
       ctx.expect(proxy.ordersFor(name) === 1, `${name}, issued before the trouble, was ordered ${proxy.ordersFor(name)} times`);
     }
+    ctx.expect(proxy.ordersFor(inflight) === 1, `${inflight}, issued by the CA while the store was read-only, was ordered `
+      + `${proxy.ordersFor(inflight)} times: the certificate the store refused was not kept (spool_dir) and written later`);
     const duringOrders = requested.map((n) => proxy.ordersFor(n));
     ctx.note(`orders for names requested during trouble: ${duringOrders.join('/')}`);
     if (refusals.length > 0) ctx.note(`refusal: "${refusals[0].slice(0, 70)}"`);

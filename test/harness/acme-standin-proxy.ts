@@ -56,6 +56,8 @@ export interface AcmeStandinProxy extends CountingProxy {
   delayNext(match: RequestMatch, ms: number, times?: number): void;
   /** Holds name's http-01 challenge pending at the CA, showing `problem` as its error. */
   failChallenge(name: string, problem: StandinProblem): void;
+  /** Forgets every failNext() and delayNext() not used up yet, so nothing leaks into the next test. */
+  clearPending(): void;
   /** Every request this proxy answered itself, in order. */
   answered(): AnsweredRequest[];
   /** Resource paths learnt from Pebble's directory (newOrder, newAccount, newNonce, ...). */
@@ -202,6 +204,10 @@ export async function startAcmeStandinProxy(opts: AcmeStandinOptions): Promise<A
     failNext: (match, reply, times = 1) => { failures.push({ ...match, ...reply, left: times }); },
     delayNext: (match, ms, times = 1) => { delays.push({ ...match, ms, left: times }); },
     failChallenge: (name, problem) => { failedNames.set(name, problem); },
+    clearPending: () => {
+      failures.length = 0;
+      delays.length = 0;
+    },
     answered: () => answeredLog.map((a) => ({ ...a })),
     resourcePaths: () => ({ ...resources }),
   };

@@ -16,7 +16,9 @@
 // A keep-alive client opens few connections; `idleCloseMs` ends connections
 // that sat idle (as load balancers do), so the client has to reconnect and
 // meets the drop schedule again, and now and then sends on a connection that
-// is closing at that moment: the classic keep-alive race (ECONNRESET).
+// is closing at that moment: the classic keep-alive race (ECONNRESET). Idle
+// means "the upstream spoke last": a request the upstream is still working on
+// is never cut off, however short idleCloseMs is.
 
 import net from 'node:net';
 import type { AddressInfo } from 'node:net';
@@ -40,7 +42,7 @@ export interface ChaosProxyOptions {
   dropMode?: DropMode;
   /** Wait this long before joining a new connection to the upstream. */
   delayMs?: number;
-  /** Gracefully end a connection after this long without traffic. */
+  /** Gracefully end a connection after this long without traffic once the upstream has answered. */
   idleCloseMs?: number;
 }
 
@@ -52,7 +54,7 @@ export interface ChaosStats {
   open: number;
   /** Connections ended by idleCloseMs. */
   idleClosed: number;
-  /** Connections ended by resetAll() or refuse(). */
+  /** Connections ended by resetAll(), refuse() or close(). */
   reset: number;
 }
 
@@ -92,6 +94,17 @@ function dropper(schedule: DropSchedule | null | undefined): (connection: number
   return () => random() < schedule.fraction;
 }
 
+/**
+ * Closes a socket with a TCP reset. Node's resetAndDestroy() fails (EINVAL,
+ * emitted as 'error') on a socket whose write side was already ended, and
+ * then leaves the handle open: its fd lingers and the event loop spins. Such
+ * a socket is destroyed plainly instead.
+ */
+function reset(socket: net.Socket): void {
+  if (socket.writableEnded) socket.destroy();
+  else socket.resetAndDestroy();
+}
+
 function parseTarget(target: string): { host: string; port: number; scheme: string } {
   const url = new URL(target.includes('://') ? target : `tcp://${target}`);
   const scheme = url.protocol === 'tcp:' ? 'https' : url.protocol.replace(':', '');
@@ -110,13 +123,14 @@ export async function startChaosProxy(opts: ChaosProxyOptions): Promise<ChaosPro
 
   const resetPair = (client: net.Socket): void => {
     open.get(client)?.destroy();
-    client.resetAndDestroy();
+    reset(client);
   };
 
   const join = (client: net.Socket): void => {
     if (client.destroyed) return;
     const upstream = net.connect(upstreamAddress.port, upstreamAddress.host);
     open.set(client, upstream);
+    client.emit('upstream', upstream);
     upstream.on('error', () => client.destroy());
     upstream.on('close', () => client.destroy());
     client.on('close', () => upstream.destroy());
@@ -132,15 +146,21 @@ export async function startChaosProxy(opts: ChaosProxyOptions): Promise<ChaosPro
     if (shouldDrop(n)) {
       stats.dropped++;
       if (dropMode === 'at-once') {
-        client.resetAndDestroy();
+        reset(client);
       } else {
-        client.once('data', () => client.resetAndDestroy());
+        client.once('data', () => reset(client));
         client.resume();
       }
       return;
     }
     if (opts.idleCloseMs) {
+      let upstreamSpokeLast = false;
+      client.on('data', () => { upstreamSpokeLast = false; });
+      const onUpstreamData = () => { upstreamSpokeLast = true; };
+      client.once('upstream', (upstream: net.Socket) => upstream.on('data', onUpstreamData));
       client.setTimeout(opts.idleCloseMs, () => {
+        // A request is out and the upstream is still on it: not idle.
+        if (!upstreamSpokeLast || client.writableEnded) return;
         stats.idleClosed++;
         client.end();
         open.get(client)?.end();

@@ -4,6 +4,10 @@
 // created the order (HTTP 201). A newOrder that Pebble refused (a rejected
 // nonce, which PEBBLE_WFE_NONCEREJECT makes common) is a request but not an
 // order, so the counts stay exact under nonce rejection.
+//
+// hold() keeps Pebble's answers to one kind of request (say finalize) back
+// for a while, so a test can break something at a known step of an order:
+// Pebble has done the work, the client has not heard yet.
 import { startCountingProxy, type CountingProxy } from './counting-proxy.js';
 import type { PebbleHandle } from './pebble.js';
 
@@ -23,6 +27,10 @@ export interface OrderCountingProxy {
   newOrderRequests(): number;
   /** Every request through the proxy. */
   requests(): number;
+  /** Requests whose path starts with prefix, so far. */
+  seen(pathPrefix: string): number;
+  /** Holds the answer to each request whose path starts with prefix for ms (0: stop holding). */
+  hold(pathPrefix: string, ms: number): void;
   counts: CountingProxy['counts'];
   close(): Promise<void>;
 }
@@ -33,6 +41,7 @@ export async function startOrderCountingProxy(pebble: PebbleHandle, opts: { name
   let newOrderPath = '/order-plz';
   const created: string[][] = [];
   let newOrderRequests = 0;
+  const holds = new Map<string, number>();
 
   const proxy = await startCountingProxy({
     target: pebble.acmeUrl,
@@ -51,6 +60,9 @@ export async function startOrderCountingProxy(pebble: PebbleHandle, opts: { name
         newOrderRequests++;
         if (reply.status === 201) created.push(orderNames(req.body));
       }
+      for (const [prefix, ms] of holds) {
+        if (path.startsWith(prefix)) await new Promise((resolve) => setTimeout(resolve, ms));
+      }
       return reply;
     },
   });
@@ -68,6 +80,11 @@ export async function startOrderCountingProxy(pebble: PebbleHandle, opts: { name
     },
     newOrderRequests: () => newOrderRequests,
     requests: () => proxy.counts().total,
+    seen: (prefix) => Object.entries(proxy.counts().byPath).filter(([p]) => p.startsWith(prefix)).reduce((s, [, n]) => s + n, 0),
+    hold: (prefix, ms) => {
+      if (ms > 0) holds.set(prefix, ms);
+      else holds.delete(prefix);
+    },
     counts: proxy.counts,
     close: proxy.close,
   };

@@ -1,14 +1,14 @@
 // A small tmpfs for the fault suite's storage trouble: mounted on a fresh
 // directory, made read-only (a remount: root ignores permission bits, so a
 // chmod would not stop acmed running as root), made full (a filler file
-// written until ENOSPC), and given back. Needs root. Every mount is also
+// written until ENOSPC, after shrinking the file system to what it holds so
+// that no write slips in between), and given back. Needs root. Every mount is also
 // lazily unmounted when the process exits, so a crashed run leaves nothing
 // mounted.
-import { execFileSync } from 'node:child_process';
-import { open, rm } from 'node:fs/promises';
+import { execFile, execFileSync } from 'node:child_process';
+import { open, rm, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { execFile } from 'node:child_process';
 
 const run = promisify(execFile);
 const mounted = new Set<string>();
@@ -41,7 +41,13 @@ export interface Tmpfs {
   writable(): Promise<void>;
   /** Fills the file system with one file until ENOSPC; returns the bytes written. */
   fill(): Promise<number>;
-  /** Removes the filler. */
+  /**
+   * From read-only to writable and full with no moment between the two in
+   * which a write could land: the remount to read-write also shrinks the
+   * file system to what it holds plus a few pages, which the filler takes.
+   */
+  writableButFull(): Promise<number>;
+  /** Removes the filler (and gives the file system its size back). */
   unfill(): Promise<void>;
   unmount(): Promise<void>;
 }
@@ -71,34 +77,45 @@ export async function mountTmpfs(dir: string, sizeKb: number): Promise<Tmpfs> {
     throw new Error(`remount ${mode} of ${dir} failed: ${lastError?.message}`);
   };
 
+  const fill = async (): Promise<number> => {
+    // Big writes first, then page-sized ones for what is left, until ENOSPC.
+    const handle = await open(filler, 'w');
+    let written = 0;
+    try {
+      for (const size of [1024 * 1024, 4096]) {
+        const chunk = Buffer.alloc(size);
+        for (;;) {
+          try {
+            const { bytesWritten } = await handle.write(chunk);
+            written += bytesWritten;
+            if (bytesWritten < size) break;
+          } catch (err) {
+            if ((err as NodeJS.ErrnoException).code === 'ENOSPC') break;
+            throw err;
+          }
+        }
+      }
+    } finally {
+      await handle.close();
+    }
+    return written;
+  };
+
   return {
     dir,
     readOnly: () => remount('ro'),
     writable: () => remount('rw'),
-    async fill() {
-      // Big writes first, then page-sized ones for what is left, until ENOSPC.
-      const handle = await open(filler, 'w');
-      let written = 0;
-      try {
-        for (const size of [1024 * 1024, 4096]) {
-          const chunk = Buffer.alloc(size);
-          for (;;) {
-            try {
-              const { bytesWritten } = await handle.write(chunk);
-              written += bytesWritten;
-              if (bytesWritten < size) break;
-            } catch (err) {
-              if ((err as NodeJS.ErrnoException).code === 'ENOSPC') break;
-              throw err;
-            }
-          }
-        }
-      } finally {
-        await handle.close();
-      }
-      return written;
+    fill,
+    async writableButFull() {
+      const st = await statfs(dir);
+      const usedKb = Math.ceil(((st.blocks - st.bfree) * st.bsize) / 1024);
+      await run('mount', ['-o', `remount,rw,size=${usedKb + 64}k`, dir]);
+      return fill();
     },
-    unfill: () => rm(filler, { force: true }),
+    async unfill() {
+      await rm(filler, { force: true });
+      await run('mount', ['-o', `remount,size=${sizeKb}k`, dir]);
+    },
     async unmount() {
       if (!mounted.has(dir)) return;
       try {
