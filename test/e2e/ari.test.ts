@@ -153,7 +153,8 @@ test('on "alreadyReplaced" the daemon orders again without "replaces" and the re
   await waitForAriFetches(certId, 1, 'renewalInfo for the second certificate');
   // The default far-future window came without Retry-After: cached for 6 hours.
   const cached = await waitFor('the cached answer for the second certificate', async () => {
-    const record = await cachedAri();
+    const record = await cachedAri().catch(() => undefined);
+    if (!record) return undefined;
     return record.certId === certId ? record : undefined;
   });
   assert.equal(Date.parse(cached.fetchAfter), clock + 6 * HOUR);
@@ -179,14 +180,14 @@ test('Retry-After on renewalInfo is honoured: no re-fetch on every pass, a re-fe
   const certId = ariCertId(pem);
   const serial = new X509Certificate(pem).serialNumber;
   await waitForAriFetches(certId, 1, 'renewalInfo for the third certificate');
-  await waitFor('the cached answer for the third certificate', async () => (await cachedAri()).certId === certId);
+  await waitFor('the cached answer for the third certificate', async () => (await cachedAri().catch(() => undefined))?.certId === certId);
   proxy.setWindow(certId, { start: clock + 3 * 365 * 24 * HOUR, end: clock + 3 * 365 * 24 * HOUR + HOUR }, 3600);
 
   // Past the 6-hour default of the first answer: asked again, now told to wait an hour.
   clock += 6 * HOUR + MINUTE;
   await waitForAriFetches(certId, 2, 'a second renewalInfo request after the cached answer ran out');
   const askedAt = clock;
-  await waitFor('the cache to take the Retry-After', async () => Date.parse((await cachedAri()).fetchAfter) === askedAt + HOUR);
+  await waitFor('the cache to take the Retry-After', async () => Date.parse((await cachedAri().catch(() => undefined))?.fetchAfter ?? '') === askedAt + HOUR);
 
   await sleep(3500); // three or four passes with the clock standing still
   assert.equal(ariFetches(certId), 2, 'no re-fetch while Retry-After runs');
