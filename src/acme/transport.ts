@@ -9,7 +9,7 @@
  */
 import http from 'node:http';
 import https from 'node:https';
-import { rootCertificates } from 'node:tls';
+import { createSecureContext, rootCertificates } from 'node:tls';
 import { AcmeNetworkError, AcmeProblemError, parseRetryAfter, type AcmeProblem } from './errors.js';
 import type { NoncePool } from './nonce-pool.js';
 
@@ -46,7 +46,8 @@ export class Transport {
     this.httpsAgent = new https.Agent({
       keepAlive: true,
       maxSockets: 16,
-      ca: opts.caBundle ? [...rootCertificates, opts.caBundle] : undefined,
+      // Built once: a `ca` list here would make Node parse every root again for each new connection.
+      secureContext: opts.caBundle ? createSecureContext({ ca: [...rootCertificates, opts.caBundle] }) : undefined,
     });
   }
 

@@ -1,11 +1,16 @@
 /**
- * The http-01 token store. Tokens live in this process while its order runs;
- * on a shared store they are also published to storage, so any instance
- * behind the same name can answer the CA's validation request.
+ * The http-01 token store. Tokens live in this process while its order runs
+ * and are also written to storage: on a shared store so any instance behind
+ * the same name can answer the CA's validation request, on a local one so a
+ * daemon restarted in the middle of an order (a crash, a SIGKILL) still
+ * answers the CA's validation and the order can be resumed, not lost. A
+ * failed write to storage never fails the order: this instance still
+ * answers.
  */
 import { EventEmitter } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { keys } from '../storage/keys.js';
+import type { Logger } from '../log.js';
 import type { Storage } from '../storage/storage.js';
 import type { ChallengePublisher } from './publisher.js';
 
@@ -25,17 +30,42 @@ export class ChallengeTokens implements ChallengePublisher {
   /** Lookups answered and missed, for metrics. */
   readonly stats = { hits: 0, misses: 0 };
 
-  constructor(private readonly storage?: Storage) {}
+  constructor(private readonly storage?: Storage, private readonly log?: Logger) {}
 
   async publish(token: string, keyAuthorization: string): Promise<void> {
     if (!isValidToken(token)) throw new Error('the CA sent a challenge token that is not base64url');
     this.local.set(token, keyAuthorization);
-    if (this.storage?.shared) await this.storage.set(keys.challenge(token), keyAuthorization, { ttlMs: SHARED_TOKEN_TTL_MS });
+    await this.storage?.set(keys.challenge(token), keyAuthorization, { ttlMs: SHARED_TOKEN_TTL_MS }).catch((err: Error) => {
+      this.log?.warn({ err: err.message, shared: this.storage?.shared }, 'challenge token kept in this process only: the store did not take it');
+    });
   }
 
   async withdraw(token: string): Promise<void> {
     this.local.delete(token);
-    if (this.storage?.shared) await this.storage.delete(keys.challenge(token));
+    await this.storage?.delete(keys.challenge(token)).catch(() => {}); // expires by itself
+  }
+
+  /**
+   * Loads the tokens an earlier run of this daemon published and did not
+   * withdraw (it was killed mid-order), so the CA's validation of a resumed
+   * order is answered. Only for a store of this instance's own: a shared one
+   * is read on every lookup anyway.
+   */
+  async restore(): Promise<number> {
+    if (!this.storage || this.storage.shared) return 0;
+    let restored = 0;
+    for (const key of await this.storage.list(keys.challengePrefix)) {
+      const token = key.slice(keys.challengePrefix.length);
+      const value = isValidToken(token) ? await this.storage.get(key) : null;
+      if (value === null || this.local.has(token)) continue;
+      this.local.set(token, value);
+      restored++;
+      // Forgotten with its stored copy, unless a resumed order takes it over first.
+      setTimeout(() => {
+        if (this.local.get(token) === value) this.local.delete(token);
+      }, SHARED_TOKEN_TTL_MS).unref();
+    }
+    return restored;
   }
 
   async lookup(token: string): Promise<string | undefined> {

@@ -10,6 +10,7 @@
  * lazily and retried, so a CA that is down at boot does not keep acmed from
  * starting.
  */
+import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type http from 'node:http';
 import { join } from 'node:path';
@@ -133,7 +134,7 @@ export class Daemon {
     const spool = await CertificateSpool.open(spoolDir(config), { log });
     const index = new CertificateIndex({ storage, log, now, policy: () => ({ renewThresholdDays: daemon.config.renew_threshold_days }) });
     const ca = new CaBackoff({ now });
-    const tokens = new ChallengeTokens(storage);
+    const tokens = new ChallengeTokens(storage, log);
     const challengeServer = new ChallengeServer({ tokens, log });
     const daemon: Daemon = new Daemon(config, log, storage, index, spool, ca, tokens, challengeServer, now, opts.timers);
     try {
@@ -158,6 +159,8 @@ export class Daemon {
       if (cleared.length > 0) this.log.warn({ removed: cleared }, 'removed what an interrupted write left behind');
       const released = await releaseStaleOwnLocks(this.storage);
       if (released.length > 0) this.log.info({ locks: released }, 'released locks left by this host\'s previous run');
+      const restored = await this.tokens.restore();
+      if (restored > 0) this.log.info({ tokens: restored }, 'challenge tokens of interrupted orders restored');
       const { records, rebuilt } = await this.index.load();
       this.log.info({ records, rebuilt, held: this.spool.held().length }, 'certificate index loaded');
     } catch (err) {
@@ -415,9 +418,16 @@ export class Daemon {
   }
 }
 
+/**
+ * Where certificates the store refused are held. One folder per store and
+ * CA, so two daemons on one machine (or a test run after another) never
+ * deliver each other's certificates.
+ */
 function spoolDir(config: Config): string {
   if (config.spool_dir) return config.spool_dir;
-  return config.storage === 'file' ? join(config.storage_config.file.path, 'spool') : '/var/lib/acmed/spool';
+  if (config.storage === 'file') return join(config.storage_config.file.path, 'spool');
+  const identity = JSON.stringify([config.storage, config.storage_config[config.storage as keyof Config['storage_config']], config.api_uri]);
+  return join('/var/lib/acmed/spool', `${config.storage}-${createHash('sha256').update(identity).digest('hex').slice(0, 12)}`);
 }
 
 async function readCaBundle(path: string): Promise<string> {

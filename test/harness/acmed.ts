@@ -43,6 +43,7 @@ export function baseConfig(opts: { dir: string; directoryUrl: string; caBundlePa
     admin: { socket: join(opts.dir, 'admin.sock') },
     storage: 'file',
     storage_config: { file: { path: join(opts.dir, 'data') } },
+    spool_dir: join(opts.dir, 'spool'),
     log_level: 'debug',
   };
 }
