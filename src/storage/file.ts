@@ -158,14 +158,7 @@ export function createFileStorage(opts: FileStorageOptions): Storage {
     async list(prefix) {
       const found: string[] = [];
       const walk = async (dir: string, rel: string) => {
-        let entries;
-        try {
-          entries = await readdir(dir, { withFileTypes: true });
-        } catch (err) {
-          if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-          throw err;
-        }
-        for (const entry of entries) {
+        for (const entry of await entriesOf(dir)) {
           if (entry.name.startsWith('.')) continue;
           const key = rel ? `${rel}/${entry.name}` : entry.name;
           if (entry.isDirectory()) await walk(join(dir, entry.name), key);
@@ -321,14 +314,7 @@ async function recoverInterruptedWrites(root: string, olderThan: number): Promis
   const removed: string[] = [];
   const old = async (path: string) => olderThan === Infinity || (await lstat(path)).mtimeMs < olderThan;
   const walk = async (dir: string): Promise<void> => {
-    let entries;
-    try {
-      entries = await readdir(dir, { withFileTypes: true });
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-      throw err;
-    }
-    for (const entry of entries) {
+    for (const entry of await entriesOf(dir)) {
       const path = join(dir, entry.name);
       if (entry.name.startsWith('.') && entry.name.endsWith('.tmp')) {
         if (await old(path)) {
@@ -342,13 +328,7 @@ async function recoverInterruptedWrites(root: string, olderThan: number): Promis
   };
   await walk(join(root, 'state'));
   await walk(join(root, 'live'));
-  let names: string[] = [];
-  try {
-    names = await readdir(join(root, 'archive'));
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-  }
-  for (const name of names) {
+  for (const { name } of await entriesOf(join(root, 'archive'))) {
     const liveTarget = await readlink(join(root, 'live', name)).catch(() => null);
     const archiveDir = join(root, 'archive', name);
     for (const version of await readdir(archiveDir).catch(() => [] as string[])) {
@@ -367,4 +347,14 @@ async function recoverInterruptedWrites(root: string, olderThan: number): Promis
     }
   }
   return removed;
+}
+
+/** A directory's entries; none when it does not exist (yet). */
+async function entriesOf(dir: string) {
+  try {
+    return await readdir(dir, { withFileTypes: true });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
 }

@@ -3,37 +3,9 @@
 // test moves time instead of sleeping.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { DueQueue, type Timers } from '../../src/renewal/due-queue.js';
+import { DueQueue } from '../../src/renewal/due-queue.js';
+import { fakeTimers } from '../harness/manual-clock.js';
 
-function fakeTimers(start = 1_000_000) {
-  let now = start;
-  const pending = new Map<number, { at: number; fn: () => void }>();
-  let nextId = 1;
-  const timers: Timers = {
-    now: () => now,
-    setTimeout: (fn, ms) => {
-      const id = nextId++;
-      pending.set(id, { at: now + ms, fn });
-      return id;
-    },
-    clearTimeout: (id) => pending.delete(id as number),
-  };
-  return {
-    timers,
-    armed: () => [...pending.values()].map((t) => t.at).sort((a, b) => a - b),
-    /** Moves the clock to `to`, firing timers due on the way, in order. */
-    advance(to: number) {
-      for (;;) {
-        const due = [...pending.entries()].filter(([, t]) => t.at <= to).sort((a, b) => a[1].at - b[1].at)[0];
-        if (!due) break;
-        pending.delete(due[0]);
-        now = Math.max(now, due[1].at);
-        due[1].fn();
-      }
-      now = to;
-    },
-  };
-}
 
 test('fires names in due order, each once, with a single armed timer', () => {
   const clock = fakeTimers();

@@ -11,50 +11,8 @@ import { isProcessAlive, newOwnerToken, parseOwnerToken } from '../../src/storag
 import { type HeldLock, LockLostError, LockTimeoutError, releaseStaleOwnLocks, withLock } from '../../src/storage/lock.js';
 import { createMemoryStorage } from '../../src/storage/memory.js';
 import type { Storage } from '../../src/storage/storage.js';
+import { manualClock, settle } from '../harness/manual-clock.js';
 
-/** Lets every pending promise chain run to its next real wait. */
-async function settle(): Promise<void> {
-  for (let i = 0; i < 20; i++) await new Promise((resolve) => setImmediate(resolve));
-}
-
-/** A clock moved by hand; sleeps end when it passes their time. */
-function manualClock(start = 1_700_000_000_000) {
-  let now = start;
-  const sleepers = new Set<{ at: number; wake: () => void }>();
-  return {
-    now: () => now,
-    sleep(ms: number, signal?: AbortSignal): Promise<void> {
-      return new Promise((resolve, reject) => {
-        if (signal?.aborted) return reject(signal.reason);
-        const sleeper = { at: now + ms, wake: resolve };
-        sleepers.add(sleeper);
-        signal?.addEventListener('abort', () => {
-          sleepers.delete(sleeper);
-          reject(signal.reason);
-        }, { once: true });
-      });
-    },
-    /** Moves time on by ms, waking sleepers in order and letting each run before the next. */
-    async advance(ms: number): Promise<void> {
-      const until = now + ms;
-      for (;;) {
-        await settle();
-        const due = [...sleepers].filter((s) => s.at <= until).sort((a, b) => a.at - b.at)[0];
-        if (!due) break;
-        sleepers.delete(due);
-        now = Math.max(now, due.at);
-        due.wake();
-      }
-      now = until;
-      await settle();
-    },
-    /** Time passes and no sleeper wakes: a process paused (GC, SIGSTOP, a stuck event loop). */
-    jump(ms: number): void {
-      now += ms;
-    },
-    sleeping: () => sleepers.size,
-  };
-}
 
 /** Memory storage whose compareAndExtend can be made to fail or hang, counting calls. */
 function flakyStorage(now: () => number) {

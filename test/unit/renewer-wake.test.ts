@@ -13,38 +13,14 @@ import { parseConfig } from '../../src/config/load.js';
 import type { ManagedCertificate } from '../../src/config/managed.js';
 import { createLogger } from '../../src/log.js';
 import { CaBackoff } from '../../src/renewal/ca-backoff.js';
-import type { Timers } from '../../src/renewal/due-queue.js';
 import { recordJobEvents } from '../../src/renewal/index-events.js';
 import { CertificateIndex } from '../../src/renewal/index.js';
 import type { IssueOutcome } from '../../src/renewal/job.js';
 import { Renewer } from '../../src/renewal/renewer.js';
 import { createMemoryStorage } from '../../src/storage/memory.js';
 import { makeCertificate } from './storage-contract-cert.js';
+import { fakeTimers } from '../harness/manual-clock.js';
 
-function fakeTimers(start: number) {
-  let now = start;
-  const pending = new Map<number, { at: number; fn: () => void }>();
-  let id = 0;
-  const timers: Timers = {
-    now: () => now,
-    setTimeout: (fn, ms) => { pending.set(++id, { at: now + ms, fn }); return id; },
-    clearTimeout: (h) => pending.delete(h as number),
-  };
-  return {
-    timers,
-    nextTimer: () => Math.min(...[...pending.values()].map((t) => t.at)),
-    advance(to: number) {
-      for (;;) {
-        const due = [...pending.entries()].filter(([, t]) => t.at <= to).sort((a, b) => a[1].at - b[1].at)[0];
-        if (!due) break;
-        pending.delete(due[0]);
-        now = Math.max(now, due[1].at);
-        due[1].fn();
-      }
-      now = to;
-    },
-  };
-}
 
 const settle = () => new Promise((r) => setImmediate(r));
 
@@ -79,7 +55,7 @@ test('the scheduler wakes for each certificate at its due time and replans after
   clock.advance(clock.timers.now());
   await settle();
   assert.deepEqual(calls.map((c) => c.name), ['new.example.com']);
-  assert.equal(clock.nextTimer(), due, 'one timer, for the stored certificate\'s renewal time');
+  assert.equal(clock.armed()[0], due, 'one timer, for the stored certificate\'s renewal time');
 
   // A CA fault: the job comes back when the CA's backoff ends, and no host backoff.
   const caFault = new Error('connect ECONNREFUSED');

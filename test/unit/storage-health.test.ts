@@ -21,49 +21,10 @@ import { InvalidKeyError } from '../../src/storage/keys.js';
 import { LockLostError } from '../../src/storage/lock.js';
 import { createMemoryStorage } from '../../src/storage/memory.js';
 import type { Storage } from '../../src/storage/storage.js';
+import { manualClock, settle } from '../harness/manual-clock.js';
 
 const run = promisify(execFile);
 
-async function settle(): Promise<void> {
-  for (let i = 0; i < 20; i++) await new Promise((resolve) => setImmediate(resolve));
-}
-
-/** A clock moved by hand; sleeps end when it passes their time. Records every sleep asked for. */
-function manualClock(start = Date.parse('2025-03-01T12:00:00Z')) {
-  let now = start;
-  const sleepers = new Set<{ at: number; wake: () => void }>();
-  const asked: number[] = [];
-  return {
-    asked,
-    now: () => now,
-    sleep(ms: number, signal?: AbortSignal): Promise<void> {
-      asked.push(ms);
-      return new Promise((resolve, reject) => {
-        if (signal?.aborted) return reject(signal.reason);
-        const sleeper = { at: now + ms, wake: resolve };
-        sleepers.add(sleeper);
-        signal?.addEventListener('abort', () => {
-          sleepers.delete(sleeper);
-          reject(signal.reason);
-        }, { once: true });
-      });
-    },
-    async advance(ms: number): Promise<void> {
-      const until = now + ms;
-      for (;;) {
-        await settle();
-        const due = [...sleepers].filter((s) => s.at <= until).sort((a, b) => a.at - b.at)[0];
-        if (!due) break;
-        sleepers.delete(due);
-        now = Math.max(now, due.at);
-        due.wake();
-      }
-      now = until;
-      await settle();
-    },
-    sleeping: () => sleepers.size,
-  };
-}
 
 /** Log lines as parsed objects. */
 function capturedLog() {
