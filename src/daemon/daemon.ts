@@ -137,6 +137,12 @@ export class Daemon {
     const tokens = new ChallengeTokens(storage, log);
     const challengeServer = new ChallengeServer({ tokens, log });
     const daemon: Daemon = new Daemon(config, log, storage, index, spool, ca, tokens, challengeServer, now, opts.timers);
+    // Before port 80 opens: the CA may be validating an order this daemon's previous run was killed in.
+    const restored = await tokens.restore().catch((err: Error) => {
+      log.warn({ err: err.message }, 'cannot restore the challenge tokens of interrupted orders');
+      return 0;
+    });
+    if (restored > 0) log.info({ tokens: restored }, 'challenge tokens of interrupted orders restored');
     try {
       await challengeServer.listen(daemon.listenAddresses(config));
       daemon.adminServer = await listenAdminSocket(config.admin.socket, createAdminHandler(daemon.adminBackend(), log));
@@ -159,8 +165,6 @@ export class Daemon {
       if (cleared.length > 0) this.log.warn({ removed: cleared }, 'removed what an interrupted write left behind');
       const released = await releaseStaleOwnLocks(this.storage);
       if (released.length > 0) this.log.info({ locks: released }, 'released locks left by this host\'s previous run');
-      const restored = await this.tokens.restore();
-      if (restored > 0) this.log.info({ tokens: restored }, 'challenge tokens of interrupted orders restored');
       const { records, rebuilt } = await this.index.load();
       this.log.info({ records, rebuilt, held: this.spool.held().length }, 'certificate index loaded');
     } catch (err) {
