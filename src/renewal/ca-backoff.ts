@@ -1,7 +1,8 @@
 /**
  * Backoff for the CA itself. A network error, a timeout or a 5xx says the CA
  * is in trouble, not the host being ordered: such faults put the CA into an
- * exponential backoff of its own (5 s doubling to 5 minutes), visible in
+ * exponential backoff of its own (2 s doubling to 1 minute: a probe
+ * is one GET of the directory, cheap enough to ask that often), visible in
  * /healthz, `acmed list` and metrics, and hosts keep no failure for them.
  * When the wait ends, one order goes first as a probe; the others wait for
  * its answer instead of all hitting a CA that may still be down.
@@ -95,8 +96,8 @@ export class CaBackoff extends EventEmitter<{ down: [CaState]; up: [CaState] }> 
 
   /** The CA failed (unreachable, timed out, 5xx): back off, doubling. */
   fault(error: Error): CaState {
-    const base = this.opts.baseMs ?? 5_000;
-    const max = this.opts.maxMs ?? 5 * 60_000;
+    const base = this.opts.baseMs ?? 2_000;
+    const max = this.opts.maxMs ?? 60_000;
     const wasUp = this.failures === 0;
     this.failures++;
     this.until = this.now() + Math.min(base * 2 ** Math.min(this.failures - 1, 30), max);

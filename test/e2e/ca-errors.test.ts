@@ -114,7 +114,7 @@ test('a CA answering 500: reported as serverInternal, the CA (not the host) back
   assert.equal(broken?.failures ?? 0, 0, 'a CA fault is no failure of the host');
 
   failure = null;
-  // Nobody asks again: both names come once the CA's backoff (5 s) is over.
+  // Nobody asks again: both names come once the CA's backoff (2 s) is over.
   await waitFor('both certificates after the CA recovers', () =>
     existsSync(join(acmed.storagePath, 'live', 'fine.example.com', 'fullchain.pem'))
     && existsSync(join(acmed.storagePath, 'live', 'broken.example.com', 'fullchain.pem')), { timeoutMs: 30_000 });
