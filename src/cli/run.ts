@@ -57,7 +57,11 @@ export async function runDaemon(flag?: string): Promise<void> {
   process.on('SIGINT', () => stop('SIGINT'));
 
   // SIGHUP: reread and validate; a broken file leaves the running config in place.
-  let reloading = Promise.resolve();
+  // One that arrives while the daemon starts is applied once it has started.
+  let started!: () => void;
+  let reloading = new Promise<void>((resolve) => {
+    started = resolve;
+  });
   process.on('SIGHUP', () => {
     reloading = reloading.then(async () => {
       if (!daemon || stopping) return;
@@ -76,6 +80,7 @@ export async function runDaemon(flag?: string): Promise<void> {
   });
 
   daemon = await Daemon.start({ config });
+  started();
   if (stopRequested) {
     stop(stopRequested);
     return;
