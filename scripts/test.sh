@@ -6,6 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh lego redis-server
+# Tests, harness and benchmarks are type-checked too (the build covers src/ only).
+npx tsc -p tsconfig.check.json
 node --import tsx --test --test-concurrency=1 test/unit/*.test.ts test/e2e/*.test.ts
 # dist/ was built by install-deps.sh above; `npm run test:faults` builds first.
 node --import tsx test/faults/run.ts
