@@ -15,7 +15,7 @@ export interface MetricsSources {
   hooks: DeployHooks;
   index: CertificateIndex;
   ca: CaBackoff;
-  queue: { readonly pending: string[] };
+  queue: { readonly pending: string[]; readonly running: string[] };
   now: () => number;
   /** ACME requests sent so far, when the engine exists. */
   acmeRequests: () => number | undefined;
@@ -108,7 +108,7 @@ export function createMetrics(sources: MetricsSources): Registry {
   new Gauge({
     name: 'acmed_orders_running', help: 'Orders in progress', registers: [registry],
     collect() {
-      this.set(sources.issuer.running.length);
+      this.set(sources.queue.running.length);
     },
   });
   return registry;

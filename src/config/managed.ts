@@ -32,3 +32,13 @@ export function certificateForHost(config: Config, rawHost: string): ManagedCert
   if (config.domains.some((pattern) => matchesPattern(host, pattern))) return { name: host, names: [host] };
   throw new HostNotAllowedError(host);
 }
+
+/** The certificate named `name` when acmed keeps it (configured, or allowed by `domains` as its own); undefined otherwise. */
+export function managedCertificateNamed(config: Config, name: string): ManagedCertificate | undefined {
+  try {
+    const cert = certificateForHost(config, name);
+    return cert.name === name ? cert : undefined;
+  } catch {
+    return undefined; // removed from the config: its files stay, it is no longer renewed
+  }
+}

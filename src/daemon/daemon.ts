@@ -32,7 +32,7 @@ import { recordJobEvents } from '../renewal/index-events.js';
 import { CertificateIndex } from '../renewal/index.js';
 import type { IssueOutcome } from '../renewal/job.js';
 import { Renewer } from '../renewal/renewer.js';
-import type { Timers } from '../renewal/due-queue.js';
+import { realTimers, type Timers } from '../renewal/due-queue.js';
 import { WorkQueue } from '../renewal/work-queue.js';
 import { withHealth, type MonitoredStorage } from '../storage/health.js';
 import { createStorage } from '../storage/index.js';
@@ -71,6 +71,7 @@ export class Daemon {
   private stopped?: Promise<void>;
   private indexLoaded?: Promise<void>;
   private caProbing = false;
+  private indexReady = false;
   readonly renewer: Renewer;
   readonly queue: WorkQueue<IssueOutcome>;
   readonly hooks: DeployHooks;
@@ -95,7 +96,7 @@ export class Daemon {
     });
     this.queue = new WorkQueue(current.max_concurrent_orders);
     this.renewer = new Renewer({
-      config: () => this.current, index, storage, ca, log, timers: timers ?? { now, setTimeout: (fn, ms) => setTimeout(fn, ms).unref(), clearTimeout: (t) => clearTimeout(t as NodeJS.Timeout) },
+      config: () => this.current, index, storage, ca, log, timers: timers ?? { ...realTimers, now },
       engine: () => this.engine(),
       submit: (cert, opts) => this.submit(cert, opts?.force),
     });
@@ -165,11 +166,10 @@ export class Daemon {
       if (cleared.length > 0) this.log.warn({ removed: cleared }, 'removed what an interrupted write left behind');
       const released = await releaseStaleOwnLocks(this.storage);
       if (released.length > 0) this.log.info({ locks: released }, 'released locks left by this host\'s previous run');
-      const { records, rebuilt } = await this.index.load();
-      this.log.info({ records, rebuilt, held: this.spool.held().length }, 'certificate index loaded');
     } catch (err) {
-      this.log.error({ err: (err as Error).message }, 'cannot load the certificate index; planning from the config until the store answers');
+      this.log.error({ err: (err as Error).message }, 'cannot clear what an earlier run left at start; its locks expire by themselves');
     }
+    await this.loadIndex();
     await this.renewer.start().catch((err: Error) => this.log.error({ err: err.message }, 'cannot plan renewals'));
     this.planHeld();
   }
@@ -179,11 +179,22 @@ export class Daemon {
     for (const bundle of this.spool.held()) this.renewer.due.schedule(bundle.name, new Date(this.now()));
   }
 
+  private async loadIndex(): Promise<void> {
+    try {
+      const { records, rebuilt } = await this.index.load();
+      this.indexReady = true;
+      this.log.info({ records, rebuilt, held: this.spool.held().length }, 'certificate index loaded');
+    } catch (err) {
+      this.log.error({ err: (err as Error).message }, 'cannot load the certificate index; planning from the config until the store answers');
+    }
+  }
+
   private async storageBack(): Promise<void> {
     if (this.issuer.stopping) return;
     this.log.debug({ storage: this.storage.kind }, 'storage answers again; replanning');
     await this.index.flush().catch(() => {});
-    await this.index.load().catch(() => {});
+    // The index in memory survived the outage; it is read again only if the store was down at start.
+    if (!this.indexReady) await this.loadIndex();
     await this.renewer.planAll().catch(() => {});
     this.planHeld();
   }
@@ -314,7 +325,7 @@ export class Daemon {
       ]);
       const engine = this.enginePromise ? await this.enginePromise.catch(() => undefined) : undefined;
       if (!drained) {
-        this.log.warn({ running: this.issuer.running }, 'abandoning running orders');
+        this.log.warn({ running: this.queue.running }, 'abandoning running orders');
         this.issuer.abortAll();
         engine?.close(); // fails requests in flight now instead of after their timeout
         await this.queue.drain();
@@ -389,8 +400,9 @@ export class Daemon {
     const ca = this.ca.state();
     const nowMs = this.now();
     const next = this.renewer.due.next();
+    const running = new Set(this.queue.running);
     const overdue = this.index.all().filter((r) => r.renewAt !== null && Date.parse(r.renewAt) < nowMs - OVERDUE_GRACE_MS
-      && !(r.backoff && Date.parse(r.backoff.until) > nowMs) && !this.issuer.running.includes(r.name)).length;
+      && !(r.backoff && Date.parse(r.backoff.until) > nowMs) && !running.has(r.name)).length;
     const storeOk = store.up && store.writable && !store.lowSpace;
     // Down until the CA has answered again, not merely until its backoff ends.
     const caOk = ca.up;
@@ -404,7 +416,7 @@ export class Daemon {
         },
         scheduler: {
           ok: true, certificates: this.index.size, next_due: next?.at.toISOString() ?? null, next_name: next?.name ?? null,
-          overdue, queued: this.queue.pending.length, running: this.issuer.running.length,
+          overdue, queued: this.queue.pending.length, running: this.queue.running.length,
         },
       },
     };

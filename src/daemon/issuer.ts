@@ -85,16 +85,10 @@ export interface IssuerOptions {
 
 export class Issuer extends EventEmitter<{ outcome: [JobEvent] }> {
   private readonly shutdown = new AbortController();
-  private readonly active = new Set<string>();
   private accepting = true;
 
   constructor(private readonly opts: IssuerOptions) {
     super();
-  }
-
-  /** Certificates whose job runs now. */
-  get running(): string[] {
-    return [...this.active];
   }
 
   /** Refuses new jobs; running ones go on. */
@@ -130,7 +124,6 @@ export class Issuer extends EventEmitter<{ outcome: [JobEvent] }> {
       this.emit('outcome', { type: 'skipped', name: cert.name, names: cert.names, reason: 'backoff', error });
       throw error;
     }
-    this.active.add(cert.name);
     const started = Date.now();
     try {
       const result = await withLock(this.opts.storage, keys.lock(cert.name), (lock) => this.underLock(job, lock, started), {
@@ -140,8 +133,6 @@ export class Issuer extends EventEmitter<{ outcome: [JobEvent] }> {
       return result.outcome!;
     } catch (err) {
       throw this.failed(cert, err as Error);
-    } finally {
-      this.active.delete(cert.name);
     }
   }
 

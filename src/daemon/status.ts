@@ -3,7 +3,7 @@
  * index alone: listing 100,000 certificates opens no PEM.
  */
 import type { CertificateStatus } from '../admin/api.js';
-import { certificateForHost, configuredCertificates } from '../config/managed.js';
+import { configuredCertificates, managedCertificateNamed } from '../config/managed.js';
 import type { Config } from '../config/schema.js';
 import { normalizeHostname } from '../hostname.js';
 import { missingRecord, type IndexRecord } from '../renewal/index-record.js';
@@ -16,15 +16,6 @@ export interface StatusSources {
   /** Names with a job queued or running. */
   running: Set<string>;
   now: number;
-}
-
-/** Whether the renewal loop keeps this name: configured, or allowed by `domains` as its own certificate. */
-function isManaged(config: Config, name: string): boolean {
-  try {
-    return certificateForHost(config, name).name === name;
-  } catch {
-    return false;
-  }
 }
 
 export function statusOf(record: IndexRecord, src: StatusSources): CertificateStatus {
@@ -44,7 +35,7 @@ export function statusOf(record: IndexRecord, src: StatusSources): CertificateSt
     serial_number: record.serial,
     issuer_cn: record.issuer ? /CN=([^\n,]+)/.exec(record.issuer)?.[1] ?? null : null,
     location: src.storage.location(record.name),
-    managed: isManaged(src.config, record.name),
+    managed: managedCertificateNamed(src.config, record.name) !== undefined,
     renew_at: record.renewAt,
     renew_reason: record.renewAt ? record.renewReason : null,
     failures: backoff?.failures ?? 0,

@@ -113,6 +113,11 @@ export function isRenewalDue(record: IndexRecord, now: Date): boolean {
   return record.renewAt === null || Date.parse(record.renewAt) <= now.getTime();
 }
 
+/** A stored certificate not yet due, with no order pending: nothing to order now. */
+export function isSettled(record: IndexRecord, now: Date): boolean {
+  return record.serial !== null && !isRenewalDue(record, now) && record.order === null;
+}
+
 const isoOrNull = (v: unknown) => (v === null || (typeof v === 'string' && !Number.isNaN(Date.parse(v))) ? v : undefined);
 const stringOrNull = (v: unknown) => (v === null || typeof v === 'string' ? v : undefined);
 

@@ -14,7 +14,7 @@ import { hostname } from 'node:os';
 import cron, { type ScheduledTask } from 'node-cron';
 import type { AcmeEngine } from '../acme/client.js';
 import type { Config } from '../config/schema.js';
-import { certificateForHost, configuredCertificates, type ManagedCertificate } from '../config/managed.js';
+import { certificateForHost, configuredCertificates, managedCertificateNamed, type ManagedCertificate } from '../config/managed.js';
 import type { Logger } from '../log.js';
 import type { Storage } from '../storage/storage.js';
 import { ariNeedsFetch, fetchAri } from './ari-cache.js';
@@ -22,7 +22,7 @@ import { isBackedOff } from './backoff.js';
 import type { CaBackoff } from './ca-backoff.js';
 import { DueQueue, realTimers, type Timers } from './due-queue.js';
 import { eachLimited } from './each-limited.js';
-import { dueTime, isRenewalDue, type IndexRecord } from './index-record.js';
+import { dueTime, isSettled, type IndexRecord } from './index-record.js';
 import type { CertificateIndex } from './index.js';
 import type { IssueOutcome, JobEvent } from './job.js';
 import { cronExpressionFor } from './schedule.js';
@@ -119,7 +119,7 @@ export class Renewer {
     }
     let at = dueTime(record, this.now);
     // A stored certificate whose ARI answer is due to be refreshed wakes for that too.
-    if (record.ari && record.serial && !isRenewalDue(record, this.now)) {
+    if (record.ari && isSettled(record, this.now)) {
       at = new Date(Math.min(at.getTime(), Date.parse(record.ari.fetchAfter)));
     }
     // Nothing can be ordered before the CA's backoff ends.
@@ -165,7 +165,7 @@ export class Renewer {
     const cert = this.managedCertificate(name);
     if (!cert) return;
     const record = this.opts.index.get(name);
-    if (record && record.serial && !isRenewalDue(record, this.now) && !record.order) {
+    if (record && isSettled(record, this.now)) {
       void this.refreshAri(name).finally(() => {
         const fresh = this.opts.index.get(name);
         if (fresh) this.plan(fresh);
@@ -179,10 +179,13 @@ export class Renewer {
   async refreshAri(name: string): Promise<void> {
     const record = this.opts.index.get(name);
     if (!record?.serial || this.opts.ca.backedOff) return;
+    // The record's ARI answer is always about the stored certificate (a new serial drops it): no PEM read while it is fresh.
+    if (record.ari && Date.parse(record.ari.fetchAfter) > this.now.getTime()) return;
     try {
+      const engine = await this.opts.engine();
+      if (!(await engine.offersRenewalInfo())) return; // a CA without ARI: nothing to read or ask
       const bundle = await this.opts.storage.getCertificate(name);
       if (!bundle || !ariNeedsFetch(record.ari, bundle.cert, this.now)) return;
-      const engine = await this.opts.engine();
       const ari = await fetchAri(bundle.cert, record.ari, { engine, log: this.opts.log, now: this.now });
       if (JSON.stringify(ari) !== JSON.stringify(record.ari)) await this.opts.index.setAri(name, ari);
     } catch (err) {
@@ -217,7 +220,7 @@ export class Renewer {
       result.checked++;
       if (!opts.only) await this.refreshAri(cert.name);
       const record = this.opts.index.get(cert.name);
-      if (record && !opts.force && record.serial && !isRenewalDue(record, this.now) && !record.order) {
+      if (record && !opts.force && isSettled(record, this.now)) {
         result.notDue++;
         this.plan(record);
       } else if (!opts.force && record?.backoff && isBackedOff(record.backoff, this.now)) {
@@ -253,12 +256,7 @@ export class Renewer {
   }
 
   private managedCertificate(name: string): ManagedCertificate | undefined {
-    try {
-      const cert = certificateForHost(this.opts.config(), name);
-      return cert.name === name ? cert : undefined;
-    } catch {
-      return undefined; // removed from the config: its files stay, it is no longer renewed
-    }
+    return managedCertificateNamed(this.opts.config(), name);
   }
 
   private isManaged(name: string): boolean {

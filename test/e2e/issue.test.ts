@@ -43,8 +43,9 @@ after(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
+/** Orders Pebble created: "Added order" once per order (its "POST /order-plz" line repeats when a nonce is rejected and resent). */
 function orderCount(): number {
-  return pebble.logs().split('\n').filter((line) => line.includes('POST /order-plz')).length;
+  return pebble.logs().split('\n').filter((line) => line.includes('Added order "')).length;
 }
 
 async function verifyChain(liveDir: string): Promise<void> {

@@ -15,7 +15,7 @@ import { baseConfig } from '../harness/acmed.js';
 import { liveProblems, partialWrites, tempFiles } from '../harness/fault-checks.js';
 import { DaemonUnderTest, type CliResult, type FaultContext, type Scenario } from '../harness/fault-kit.js';
 import { startOrderCountingProxy } from '../harness/fault-order-proxy.js';
-import { canMount, mountTmpfs } from '../harness/fault-tmpfs.js';
+import { canMount, mountTmpfs } from '../harness/tmpfs.js';
 import { startPebble } from '../harness/pebble.js';
 import { freePort } from '../harness/ports.js';
 

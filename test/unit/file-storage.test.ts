@@ -15,6 +15,7 @@ import { InvalidKeyError } from '../../src/storage/keys.js';
 import { InvalidHostnameError } from '../../src/hostname.js';
 import { tempPathFor, writeFileAtomic } from '../../src/storage/atomic-write.js';
 import type { CertificateBundle } from '../../src/storage/storage.js';
+import { mountTmpfs, type Tmpfs } from '../harness/tmpfs.js';
 
 const run = promisify(execFile);
 
@@ -497,6 +498,7 @@ describe('freeBytes', () => {
  */
 describe('on a real tmpfs that fills up or turns read-only', () => {
   let mountPoint: string;
+  let tmpfs: Tmpfs | undefined;
   let pageSize: number;
   let leaf: KeyPair[];
   let intermediate: KeyPair;
@@ -504,7 +506,7 @@ describe('on a real tmpfs that fills up or turns read-only', () => {
 
   before(async () => {
     mountPoint = await mkdtemp(join(tmpdir(), 'acmed-tmpfs-'));
-    await run('mount', ['-t', 'tmpfs', '-o', 'size=512k,mode=0755', 'tmpfs', mountPoint]);
+    tmpfs = await mountTmpfs(mountPoint, 512);
     pageSize = (await statfs(mountPoint)).bsize;
     const dir = join(work, 'tmpfs-pems');
     await mkdir(dir);
@@ -513,7 +515,7 @@ describe('on a real tmpfs that fills up or turns read-only', () => {
   });
   after(async () => {
     if (!mountPoint) return;
-    await run('umount', [mountPoint]).catch(() => run('umount', ['-l', mountPoint]));
+    await tmpfs?.unmount();
     await rm(mountPoint, { recursive: true, force: true });
   });
 
@@ -602,7 +604,7 @@ describe('on a real tmpfs that fills up or turns read-only', () => {
     await storage.set('account/url', 'https://ca.example/acct/1');
     const oldTarget = await liveTarget(root, NAME);
 
-    await run('mount', ['-o', 'remount,ro', mountPoint]);
+    await tmpfs!.readOnly();
     try {
       const writes = {
         putCertificate: () => storage.putCertificate(bundleOf(NAME, leaf[2], intermediate)),
@@ -618,7 +620,7 @@ describe('on a real tmpfs that fills up or turns read-only', () => {
       assert.equal((await storage.getCertificate(NAME))?.privkey, leaf[0].key);
       assert.equal(await storage.get('account/url'), 'https://ca.example/acct/1');
     } finally {
-      await run('mount', ['-o', 'remount,rw', mountPoint]);
+      await tmpfs!.writable();
     }
     assert.equal((await versionsOf(root)).length, 1, 'no version was started');
     await storage.putCertificate(bundleOf(NAME, leaf[2], intermediate));

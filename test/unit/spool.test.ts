@@ -4,16 +4,14 @@
 // and nothing of a bundle ever reaches the log.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { mkdir, mkdtemp, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { createLogger } from '../../src/log.js';
 import { CertificateSpool } from '../../src/storage/spool.js';
 import type { CertificateBundle } from '../../src/storage/storage.js';
+import { mountTmpfs, type Tmpfs } from '../harness/tmpfs.js';
 
-const run = promisify(execFile);
 
 function capturedLog() {
   const raw: string[] = [];
@@ -151,14 +149,15 @@ describe('CertificateSpool', () => {
 
 describe('CertificateSpool on a real tmpfs', () => {
   let mountPoint: string;
+  let tmpfs: Tmpfs | undefined;
 
   before(async () => {
     mountPoint = await mkdtemp(join(tmpdir(), 'acmed-spool-tmpfs-'));
-    await run('mount', ['-t', 'tmpfs', '-o', 'size=128k,mode=0755', 'tmpfs', mountPoint]);
+    tmpfs = await mountTmpfs(mountPoint, 128);
   });
   after(async () => {
     if (!mountPoint) return;
-    await run('umount', [mountPoint]).catch(() => run('umount', ['-l', mountPoint]));
+    await tmpfs?.unmount();
     await rm(mountPoint, { recursive: true, force: true });
   });
 
@@ -193,7 +192,7 @@ describe('CertificateSpool on a real tmpfs', () => {
     const dir = join(mountPoint, 'spool-ro');
     const { log } = capturedLog();
     await (await CertificateSpool.open(dir, { log })).hold(bundle('a.example.com', APRIL));
-    await run('mount', ['-o', 'remount,ro', mountPoint]);
+    await tmpfs!.readOnly();
     try {
       const { log: roLog, messages } = capturedLog();
       const existing = await CertificateSpool.open(dir, { log: roLog });
@@ -208,7 +207,7 @@ describe('CertificateSpool on a real tmpfs', () => {
       await fresh.hold(bundle('c.example.com', MAY));
       assert.equal(fresh.get('c.example.com')?.notAfter, MAY);
     } finally {
-      await run('mount', ['-o', 'remount,rw', mountPoint]);
+      await tmpfs!.writable();
     }
   });
 });

@@ -5,12 +5,10 @@
 // turns read-only.
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, open, rm, statfs } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { createLogger } from '../../src/log.js';
 import { withEncryption } from '../../src/storage/encrypted.js';
 import { StorageError, StorageTimeoutError, isStoreFault } from '../../src/storage/errors.js';
@@ -22,8 +20,8 @@ import { LockLostError } from '../../src/storage/lock.js';
 import { createMemoryStorage } from '../../src/storage/memory.js';
 import type { Storage } from '../../src/storage/storage.js';
 import { manualClock, settle } from '../harness/manual-clock.js';
+import { mountTmpfs, type Tmpfs } from '../harness/tmpfs.js';
 
-const run = promisify(execFile);
 
 
 /** Log lines as parsed objects. */
@@ -296,14 +294,15 @@ describe('withHealth', () => {
 
 describe('withHealth over file storage on a real tmpfs', () => {
   let mountPoint: string;
+  let tmpfs: Tmpfs | undefined;
 
   before(async () => {
     mountPoint = await mkdtemp(join(tmpdir(), 'acmed-health-tmpfs-'));
-    await run('mount', ['-t', 'tmpfs', '-o', 'size=256k,mode=0755', 'tmpfs', mountPoint]);
+    tmpfs = await mountTmpfs(mountPoint, 256);
   });
   after(async () => {
     if (!mountPoint) return;
-    await run('umount', [mountPoint]).catch(() => run('umount', ['-l', mountPoint]));
+    await tmpfs?.unmount();
     await rm(mountPoint, { recursive: true, force: true });
   });
 
@@ -364,7 +363,7 @@ describe('withHealth over file storage on a real tmpfs', () => {
     const { log } = capturedLog();
     const storage = withHealth(createFileStorage({ path: join(mountPoint, 'ro') }), { log, now: clock.now, sleep: clock.sleep });
     await storage.set('account/url', 'https://ca.example/acct/1');
-    await run('mount', ['-o', 'remount,ro', mountPoint]);
+    await tmpfs!.readOnly();
     try {
       const h = await storage.probe();
       assert.equal(h.up, false);
@@ -372,7 +371,7 @@ describe('withHealth over file storage on a real tmpfs', () => {
       assert.match(h.lastError ?? '', /EROFS/);
       assert.equal(await storage.get('account/url'), 'https://ca.example/acct/1', 'reads still work');
     } finally {
-      await run('mount', ['-o', 'remount,rw', mountPoint]);
+      await tmpfs!.writable();
     }
     await clock.advance(1_000);
     assert.equal((await storage.probe()).up, true);
