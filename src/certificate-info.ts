@@ -28,3 +28,36 @@ export function readCertificateInfo(pem: string): CertificateInfo {
 export function splitPemChain(pem: string): string[] {
   return pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g)?.map((c) => `${c}\n`) ?? [];
 }
+
+/**
+ * The serial number of a PEM certificate (lower-case hex, as serialHex), read
+ * straight off the DER without building an X509Certificate: the index's
+ * reconciliation compares 100,000 serials and parses only the certificates
+ * whose serial changed. Null when the PEM does not look as expected (the
+ * caller then parses it in full).
+ */
+export function serialOfPem(pem: string): string | null {
+  const body = /-----BEGIN CERTIFICATE-----([\s\S]+?)-----END CERTIFICATE-----/.exec(pem)?.[1];
+  if (!body) return null;
+  const der = Buffer.from(body.replace(/\s+/g, ''), 'base64');
+  const certificate = derElement(der, 0);
+  const tbs = certificate && derElement(der, certificate.contentStart);
+  if (!certificate || certificate.tag !== 0x30 || !tbs || tbs.tag !== 0x30) return null;
+  let field = derElement(der, tbs.contentStart);
+  if (field?.tag === 0xa0) field = derElement(der, field.end); // [0] version
+  if (!field || field.tag !== 0x02 || field.end > der.length) return null;
+  let bytes = der.subarray(field.contentStart, field.end);
+  if (bytes.length > 1 && bytes[0] === 0) bytes = bytes.subarray(1);
+  return bytes.toString('hex');
+}
+
+function derElement(der: Buffer, at: number): { tag: number; contentStart: number; end: number } | null {
+  if (at + 2 > der.length) return null;
+  const first = der[at + 1];
+  if (first < 0x80) return { tag: der[at], contentStart: at + 2, end: at + 2 + first };
+  const width = first & 0x7f;
+  if (width === 0 || width > 4 || at + 2 + width > der.length) return null;
+  let length = 0;
+  for (let k = 0; k < width; k++) length = length * 256 + der[at + 2 + k];
+  return { tag: der[at], contentStart: at + 2 + width, end: at + 2 + width + length };
+}

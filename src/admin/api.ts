@@ -3,6 +3,7 @@
  * knows nothing of ACME or storage: it calls an AdminBackend the daemon
  * provides, and maps typed errors to HTTP statuses.
  */
+import { once } from 'node:events';
 import type http from 'node:http';
 import { AcmeError, AcmeProblemError, errorKind } from '../acme/errors.js';
 import { InvalidHostnameError } from '../hostname.js';
@@ -13,7 +14,12 @@ import type { PassResult } from '../renewal/renewer.js';
 import { isStoreFault } from '../storage/errors.js';
 import { LockLostError, LockTimeoutError } from '../storage/lock.js';
 import { HostNotAllowedError } from '../config/managed.js';
+import type { ListPage, ListQuery } from '../daemon/listing.js';
 import { HttpError, readBody, sendJson, truthy } from './http-util.js';
+import { parseListQuery } from './list-query.js';
+
+/** Rows built and written at a time when the whole list is asked for. */
+const STREAM_PAGE = 1_000;
 
 export interface CertificateStatus {
   host: string;
@@ -48,7 +54,8 @@ export interface AdminBackend {
   renew(opts: { only?: string; force?: boolean }): Promise<PassResult>;
   /** Removes a certificate from storage, revoking it at the CA first when asked; null when there is none. */
   remove(host: string, opts: { revoke: boolean; reason: number }): Promise<{ name: string; revoked: boolean } | null>;
-  certificates(): Promise<CertificateStatus[]> | CertificateStatus[];
+  /** One page of rows in host order (all rows when the query has no limit). */
+  certificates(query: ListQuery): Promise<ListPage> | ListPage;
   certificate(host: string): Promise<CertificateStatus | null>;
   health(): Promise<HealthReport>;
   metrics(): Promise<{ contentType: string; body: string }>;
@@ -92,10 +99,18 @@ export function createAdminHandler(backend: AdminBackend, log: Logger): http.Req
       },
     },
     {
+      // Kong's list, with acmed's paging (`limit`, `after`; the answer's
+      // `next` is the following page's `after`) and filters (`status`,
+      // `expiring_within`). Without `limit` every row comes back, written a
+      // page at a time so 100,000 rows never sit in memory at once.
       method: 'GET', path: /^\/acme\/certificates$/, handler: async (_req, res, _params, url) => {
-        const all = await backend.certificates();
-        const invalidOnly = truthy(url.searchParams.get('invalid_only'));
-        sendJson(res, 200, { data: invalidOnly ? all.filter((c) => !c.valid) : all, ca: backend.ca() });
+        const query = parseListQuery(url.searchParams);
+        if (query.limit !== undefined) {
+          const page = await backend.certificates(query);
+          sendJson(res, 200, { data: page.rows, next: page.next, ca: backend.ca() });
+          return;
+        }
+        await streamAllRows(res, backend, query);
       },
     },
     {
@@ -150,6 +165,24 @@ export function createAdminHandler(backend: AdminBackend, log: Logger): http.Req
       else res.destroy();
     });
   };
+}
+
+async function streamAllRows(res: http.ServerResponse, backend: AdminBackend, query: ListQuery): Promise<void> {
+  res.writeHead(200, { 'content-type': 'application/json' });
+  let after = query.after;
+  let first = true;
+  res.write('{"data":[');
+  for (;;) {
+    const page = await backend.certificates({ ...query, limit: STREAM_PAGE, after });
+    if (page.rows.length > 0) {
+      const text = page.rows.map((row) => JSON.stringify(row)).join(',');
+      if (!res.write(first ? text : `,${text}`)) await once(res, 'drain');
+      first = false;
+    }
+    if (page.next === null) break;
+    after = page.next;
+  }
+  res.end(`],"ca":${JSON.stringify(backend.ca())}}\n`);
 }
 
 function toErrorResponse(err: unknown): { status: number; body: Record<string, unknown>; headers?: Record<string, string> } {

@@ -27,12 +27,20 @@ export function formatPass(result: PassResult): string {
   return lines.join('\n');
 }
 
-export function formatTable(rows: CertificateStatus[]): string {
-  if (rows.length === 0) return 'no certificates';
+const TABLE_HEADER = ['HOST', 'STATUS', 'EXPIRES', 'NAMES'];
+
+/**
+ * The `acmed list` table, one page at a time: `widths` carries the column
+ * widths from page to page (they only grow), and the header comes with the
+ * first page.
+ */
+export function tableLines(rows: CertificateStatus[], widths: number[], withHeader: boolean): string[] {
   const lines = rows.map((r) => [r.host, r.status, r.not_after ?? '-', r.names.join(',')]);
-  const header = ['HOST', 'STATUS', 'EXPIRES', 'NAMES'];
-  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)));
-  return [header, ...lines].map((cols) => cols.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd()).join('\n');
+  const shown = withHeader ? [TABLE_HEADER, ...lines] : lines;
+  TABLE_HEADER.forEach((_, i) => {
+    widths[i] = Math.max(widths[i] ?? 0, ...shown.map((l) => l[i].length));
+  });
+  return shown.map((cols) => cols.map((c, i) => c.padEnd(widths[i])).join('  ').trimEnd());
 }
 
 export function formatStatus(row: CertificateStatus): string {

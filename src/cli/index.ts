@@ -6,10 +6,10 @@
 import { Command } from 'commander';
 import type { CertificateStatus } from '../admin/api.js';
 import type { IssueOutcome } from '../daemon/issuer.js';
-import type { CaState } from '../renewal/ca-backoff.js';
 import type { PassResult } from '../renewal/renewer.js';
 import { adminRequest, CliError, expectOk } from './admin-client.js';
-import { formatCaBackoff, formatOutcome, formatPass, formatStatus, formatTable } from './format.js';
+import { formatOutcome, formatPass, formatStatus } from './format.js';
+import { listCertificates, type ListFlags } from './list.js';
 import { resolveSocketPath } from './socket-path.js';
 
 interface ClientFlags {
@@ -74,12 +74,11 @@ clientCommand('revoke', 'revoke the certificate for <host> at the CA and remove 
     print(flags, body.data, (body as { message?: string }).message ?? `revoked ${body.data.name}`);
   });
 
-clientCommand('list', 'list certificates with expiry and status')
-  .action(async (flags: ClientFlags) => {
-    const { data, ca } = expectOk(await adminRequest<{ data: CertificateStatus[]; ca?: CaState }>(resolveSocketPath(flags), 'GET', '/acme/certificates'));
-    // --json stays the bare array; the CA's backoff goes to stderr so scripts reading stdout are unaffected.
-    if (ca && !ca.up) process.stderr.write(`${formatCaBackoff(ca)}\n`);
-    print(flags, data, formatTable(data));
+clientCommand('list', 'list certificates with expiry and status, in host order')
+  .option('--status <states>', 'only these states, comma-separated: valid, expired, missing, renewing, failed')
+  .option('--expiring-within <duration>', 'only certificates that expire within this long: 7d, 12h, 30m (a bare number is days)')
+  .action(async (flags: ClientFlags & ListFlags) => {
+    await listCertificates(resolveSocketPath(flags), flags);
   });
 
 clientCommand('show', 'show one certificate')

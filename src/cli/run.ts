@@ -79,11 +79,12 @@ export async function runDaemon(flag?: string): Promise<void> {
     });
   });
 
-  daemon = await Daemon.start({ config });
+  // READY once port 80 and the admin socket listen; the index loads after (100,000 records take seconds).
+  daemon = await Daemon.start({ config, onListening: () => void notifySystemd('--ready', 'STATUS=loading the certificate index') });
   started();
   if (stopRequested) {
     stop(stopRequested);
     return;
   }
-  await notifySystemd('--ready', `STATUS=serving ${config.certificates.length} configured certificates`);
+  await notifySystemd(`STATUS=serving ${daemon.index.size} certificates`);
 }

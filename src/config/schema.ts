@@ -96,6 +96,10 @@ export const configSchema = z.strictObject({
   challenge: z.strictObject({
     listen: z.array(listenAddress).min(1).default(['0.0.0.0:80']),
   }).default({ listen: ['0.0.0.0:80'] }),
+  metrics: z.strictObject({
+    // 100,000 certificates make 200,000 per-certificate series; aggregates are always there.
+    per_certificate: z.boolean().default(true),
+  }).default({ per_certificate: true }),
   admin: z.strictObject({
     socket: z.string().min(1).default('/run/acmed/admin.sock'),
   }).default({ socket: '/run/acmed/admin.sock' }),

@@ -16,11 +16,10 @@ import type http from 'node:http';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isDeepStrictEqual } from 'node:util';
-import type { Registry } from 'prom-client';
 import { AcmeEngine } from '../acme/client.js';
 import { isCaFault } from '../acme/errors.js';
-import { createAdminHandler, type AdminBackend, type CertificateStatus, type HealthReport } from '../admin/api.js';
-import { createMetrics } from '../admin/metrics.js';
+import { createAdminHandler, type AdminBackend, type HealthReport } from '../admin/api.js';
+import { createMetrics, type DaemonMetrics } from '../admin/metrics.js';
 import { closeAdminSocket, listenAdminSocket } from '../admin/server.js';
 import { ChallengeServer } from '../challenge/server.js';
 import { ChallengeTokens } from '../challenge/tokens.js';
@@ -43,7 +42,7 @@ import { runDeployHook } from './deploy-hook.js';
 import { DeployHooks } from './deploy-hooks.js';
 import { Issuer, ShuttingDownError } from './issuer.js';
 import { logJobEvents } from './outcome-log.js';
-import { findStatus, listStatuses } from './status.js';
+import { CertificateListing, type ListPage, type ListQuery } from './listing.js';
 import { activationFds } from './systemd.js';
 
 export interface DaemonOptions {
@@ -53,6 +52,13 @@ export interface DaemonOptions {
   now?: () => number;
   /** Injectable timers for the scheduler (tests move the clock and fire it). */
   timers?: Timers;
+  /**
+   * Called once the http-01 server and the admin socket listen, before the
+   * index has loaded: what systemd's READY means (the terminator can start;
+   * certificates on disk are already served). Admin calls that need the
+   * index wait for it.
+   */
+  onListening?: () => void;
 }
 
 /** Running orders get this long to finish on shutdown before they are abandoned. */
@@ -66,7 +72,7 @@ export class Daemon {
   private enginePromise?: Promise<AcmeEngine>;
   /** The engine once loaded, for metrics. */
   private loadedEngine?: AcmeEngine;
-  private readonly metrics: Registry;
+  private readonly metrics: DaemonMetrics;
   private adminServer?: http.Server;
   private stopped?: Promise<void>;
   private indexLoaded?: Promise<void>;
@@ -76,6 +82,7 @@ export class Daemon {
   readonly queue: WorkQueue<IssueOutcome>;
   readonly hooks: DeployHooks;
   readonly issuer: Issuer;
+  private readonly listing: CertificateListing;
 
   private constructor(
     private current: Config,
@@ -101,6 +108,9 @@ export class Daemon {
       submit: (cert, opts) => this.submit(cert, opts?.force),
     });
     this.hooks = new DeployHooks((outcome) => this.runHook(outcome));
+    this.listing = new CertificateListing({
+      index, storage, config: () => this.current, queued: () => new Set(this.queue.pending), now,
+    });
     // One outcome event per job; everything that reacts to a job listens here.
     this.issuer.on('outcome', recordJobEvents(index, {
       policy: () => ({ renewThresholdDays: this.current.renew_threshold_days }),
@@ -117,6 +127,7 @@ export class Daemon {
       storageHealth: () => storage.health(),
       queue: this.queue,
       now,
+      perCertificate: () => this.current.metrics.per_certificate,
     });
     storage.on('up', () => void this.storageBack());
     ca.on('up', () => log.info('the CA answers again; orders resume'));
@@ -152,6 +163,7 @@ export class Daemon {
       throw err;
     }
     log.info({ challenge: challengeServer.boundAddresses(), admin: config.admin.socket, storage: storage.kind }, 'acmed started');
+    opts.onListening?.();
     // Load the account now, so the first order does not pay for it.
     void daemon.engine().catch(() => {});
     daemon.indexLoaded = daemon.loadState();
@@ -159,19 +171,49 @@ export class Daemon {
     return daemon;
   }
 
-  /** Releases our predecessor's locks, loads the index and plans every certificate; retried when the store comes back. */
+  /**
+   * Releases our predecessor's locks, loads the index and plans every
+   * certificate; retried when the store comes back. Clearing an interrupted
+   * write's leftovers and checking the index against every PEM come after,
+   * in the background: at 100,000 certificates they take minutes.
+   */
   private async loadState(): Promise<void> {
     try {
-      const cleared = await this.storage.recover?.() ?? [];
-      if (cleared.length > 0) this.log.warn({ removed: cleared }, 'removed what an interrupted write left behind');
       const released = await releaseStaleOwnLocks(this.storage);
       if (released.length > 0) this.log.info({ locks: released }, 'released locks left by this host\'s previous run');
     } catch (err) {
-      this.log.error({ err: (err as Error).message }, 'cannot clear what an earlier run left at start; its locks expire by themselves');
+      this.log.error({ err: (err as Error).message }, 'cannot release the locks an earlier run left; they expire by themselves');
     }
     await this.loadIndex();
+    // Called before any job can start, so every write it sees is an earlier run's.
+    const recovered = this.recoverLeftovers();
     await this.renewer.start().catch((err: Error) => this.log.error({ err: err.message }, 'cannot plan renewals'));
     this.planHeld();
+    if (this.indexReady) void recovered.then(() => this.reconcileInBackground());
+  }
+
+  private async recoverLeftovers(): Promise<void> {
+    try {
+      const cleared = await this.storage.recover?.() ?? [];
+      if (cleared.length > 0) this.log.warn({ removed: cleared }, 'removed what an interrupted write left behind');
+    } catch (err) {
+      this.log.error({ err: (err as Error).message }, 'cannot clear what an interrupted write left behind; it is never read');
+    }
+  }
+
+  /**
+   * Checks every stored certificate against its index record once after
+   * start (a PEM replaced by hand, a record lost): in the background, so
+   * start-up, issuance and the http-01 server never wait for 100,000 reads.
+   */
+  private async reconcileInBackground(): Promise<void> {
+    const started = this.now();
+    try {
+      const rebuilt = await this.renewer.reconcile();
+      this.log.info({ rebuilt, ms: this.now() - started }, 'index checked against storage');
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'cannot check the index against storage; the daily run tries again');
+    }
   }
 
   /** Certificates held in the spool are stored by the next job for their name. */
@@ -181,9 +223,10 @@ export class Daemon {
 
   private async loadIndex(): Promise<void> {
     try {
-      const { records, rebuilt } = await this.index.load();
+      const started = this.now();
+      const { records } = await this.index.load();
       this.indexReady = true;
-      this.log.info({ records, rebuilt, held: this.spool.held().length }, 'certificate index loaded');
+      this.log.info({ records, held: this.spool.held().length, ms: this.now() - started }, 'certificate index loaded');
     } catch (err) {
       this.log.error({ err: (err as Error).message }, 'cannot load the certificate index; planning from the config until the store answers');
     }
@@ -194,9 +237,11 @@ export class Daemon {
     this.log.debug({ storage: this.storage.kind }, 'storage answers again; replanning');
     await this.index.flush().catch(() => {});
     // The index in memory survived the outage; it is read again only if the store was down at start.
-    if (!this.indexReady) await this.loadIndex();
+    const firstLoad = !this.indexReady;
+    if (firstLoad) await this.loadIndex();
     await this.renewer.planAll().catch(() => {});
     this.planHeld();
+    if (firstLoad && this.indexReady) void this.reconcileInBackground();
   }
 
   /** The ACME engine, created on first use; a failed start is retried on the next use. */
@@ -305,6 +350,7 @@ export class Daemon {
       if (old) await closeAdminSocket(old, previous.admin.socket);
     }
     this.queue.resize(applied.max_concurrent_orders);
+    this.listing.invalidate(); // `certificates` may have changed
     if (previous.renew_threshold_days !== applied.renew_threshold_days) await this.index.replan().catch(() => {});
     await this.renewer.start();
     this.log.info({ certificates: applied.certificates.length, challenge: this.challengeServer.boundAddresses() }, 'config reloaded');
@@ -333,7 +379,7 @@ export class Daemon {
       engine?.close();
       await adminClosed;
       await this.challengeServer.close();
-      await this.index.flush().catch(() => {});
+      await this.index.close();
       await this.storage.close();
       this.log.info('acmed stopped');
     })();
@@ -360,12 +406,26 @@ export class Daemon {
   }
 
   private adminBackend(): AdminBackend {
+    // Admin calls that read the index wait for its load (a second or two at 100,000 certificates).
+    const loaded = () => this.indexLoaded?.catch(() => {});
     return {
       issue: (host, force) => this.issue(host, force),
-      renew: (opts) => this.renewer.pass(opts),
-      remove: (host, opts) => this.remove(host, opts),
-      certificates: () => this.certificateStatuses(),
-      certificate: async (host) => findStatus(this.certificateStatuses(), host),
+      renew: async (opts) => {
+        await loaded();
+        return this.renewer.pass(opts);
+      },
+      remove: async (host, opts) => {
+        await loaded();
+        return this.remove(host, opts);
+      },
+      certificates: async (query) => {
+        await loaded();
+        return this.certificates(query);
+      },
+      certificate: async (host) => {
+        await loaded();
+        return this.listing.find(host);
+      },
       health: () => this.health(),
       metrics: async () => ({ contentType: this.metrics.contentType, body: await this.metrics.metrics() }),
       ca: () => this.ca.state(),
@@ -378,7 +438,7 @@ export class Daemon {
    * revoking a compromised key should not leave the name without one.
    */
   private async remove(host: string, opts: { revoke: boolean; reason: number }): Promise<{ name: string; revoked: boolean } | null> {
-    const row = findStatus(this.certificateStatuses(), host);
+    const row = this.listing.find(host);
     if (!row || row.not_after === null) return null;
     const name = row.host;
     await withLock(this.storage, keys.lock(name), async (lock) => {
@@ -415,22 +475,16 @@ export class Daemon {
           last_error: store.lastError, held_certificates: this.spool.held().length,
         },
         scheduler: {
-          ok: true, certificates: this.index.size, next_due: next?.at.toISOString() ?? null, next_name: next?.name ?? null,
+          ok: true, certificates: this.index.size, index_loaded: this.indexReady, index_checked_at: this.renewer.reconciledAt, next_due: next?.at.toISOString() ?? null, next_name: next?.name ?? null,
           overdue, queued: this.queue.pending.length, running: this.queue.running.length,
         },
       },
     };
   }
 
-  /** Status rows of every configured or indexed certificate, from the index: no certificate is read. */
-  certificateStatuses(): CertificateStatus[] {
-    return listStatuses({
-      config: this.current,
-      records: this.index.all(),
-      storage: this.storage,
-      running: new Set(this.queue.pending),
-      now: this.now(),
-    });
+  /** A page of status rows (configured or indexed certificates, host order), from the index: no certificate is read. */
+  certificates(query: ListQuery = {}): ListPage {
+    return this.listing.page(query);
   }
 }
 

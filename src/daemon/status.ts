@@ -1,34 +1,45 @@
 /**
- * Builds the certificate status rows the admin API and CLI show, from the
- * index alone: listing 100,000 certificates opens no PEM.
+ * The certificate status row the admin API and CLI show, from the index
+ * record alone: listing 100,000 certificates opens no PEM.
  */
 import type { CertificateStatus } from '../admin/api.js';
-import { configuredCertificates, managedCertificateNamed } from '../config/managed.js';
+import { managedCertificateNamed } from '../config/managed.js';
 import type { Config } from '../config/schema.js';
-import { normalizeHostname } from '../hostname.js';
-import { missingRecord, type IndexRecord } from '../renewal/index-record.js';
+import type { IndexRecord } from '../renewal/index-record.js';
 import type { Storage } from '../storage/storage.js';
 
 export interface StatusSources {
   config: Config;
-  records: IndexRecord[];
   storage: Pick<Storage, 'location'>;
   /** Names with a job queued or running. */
   running: Set<string>;
   now: number;
 }
 
+export type CertificateState = CertificateStatus['status'];
+
+/** Whether the stored certificate is valid now. */
+export function isValidAt(record: IndexRecord, now: number): boolean {
+  return record.notAfter !== null && Date.parse(record.notBefore!) <= now && now < Date.parse(record.notAfter);
+}
+
+/** The one-word state `acmed list` shows and metrics count: an order running or failing wins over the certificate's own. */
+export function stateOf(record: IndexRecord, now: number, running: Set<string>): CertificateState {
+  if (running.has(record.name)) return 'renewing';
+  if (record.backoff) return 'failed';
+  if (record.notAfter === null) return 'missing';
+  return isValidAt(record, now) ? 'valid' : 'expired';
+}
+
 export function statusOf(record: IndexRecord, src: StatusSources): CertificateStatus {
   const { now } = src;
   const backoff = record.backoff;
   const inBackoff = backoff !== null && Date.parse(backoff.until) > now;
-  const hasCert = record.notAfter !== null;
-  const valid = hasCert && Date.parse(record.notBefore!) <= now && now < Date.parse(record.notAfter!);
-  const problem = src.running.has(record.name) ? 'renewing' : backoff ? 'failed' : undefined;
+  const valid = isValidAt(record, now);
   return {
     host: record.name,
     names: record.names,
-    status: problem ?? (!hasCert ? 'missing' : valid ? 'valid' : 'expired'),
+    status: stateOf(record, now, src.running),
     not_before: record.notBefore,
     not_after: record.notAfter,
     valid,
@@ -43,19 +54,4 @@ export function statusOf(record: IndexRecord, src: StatusSources): CertificateSt
     backoff_until: inBackoff ? backoff.until : null,
     pending_order: record.order?.url ?? null,
   };
-}
-
-/** One row per configured or indexed certificate, sorted by name. */
-export function listStatuses(src: StatusSources): CertificateStatus[] {
-  const byName = new Map(src.records.map((r) => [r.name, r]));
-  for (const cert of configuredCertificates(src.config)) {
-    if (!byName.has(cert.name)) byName.set(cert.name, missingRecord(cert.name, cert.names, new Date(src.now)));
-  }
-  return [...byName.keys()].sort().map((name) => statusOf(byName.get(name)!, src));
-}
-
-/** The row for a host: the certificate named after it, else one that covers it. */
-export function findStatus(rows: CertificateStatus[], host: string): CertificateStatus | null {
-  const name = normalizeHostname(host);
-  return rows.find((c) => c.host === name) ?? rows.find((c) => c.names.includes(name)) ?? null;
 }

@@ -9,7 +9,7 @@
  * written (store down) is kept in memory and written on the next flush.
  */
 import { EventEmitter } from 'node:events';
-import { readCertificateInfo } from '../certificate-info.js';
+import { readCertificateInfo, serialOfPem } from '../certificate-info.js';
 import type { Logger } from '../log.js';
 import { keys } from '../storage/keys.js';
 import type { CertificateBundle, Storage } from '../storage/storage.js';
@@ -21,6 +21,8 @@ import {
 
 /** Reads and writes in flight at once during a load or a reconciliation. */
 const IO_WIDTH = 16;
+/** Certificates read at once by a reconciliation: it runs beside issuance and must leave it room. */
+const RECONCILE_WIDTH = 4;
 
 export interface IndexOptions {
   storage: Storage;
@@ -32,6 +34,8 @@ export interface IndexOptions {
 export class CertificateIndex extends EventEmitter<{ change: [IndexRecord]; remove: [string] }> {
   private readonly records = new Map<string, IndexRecord>();
   private readonly dirty = new Set<string>();
+  private readonly writing = new Set<Promise<void>>();
+  private closed = false;
 
   constructor(private readonly opts: IndexOptions) {
     super();
@@ -54,30 +58,37 @@ export class CertificateIndex extends EventEmitter<{ change: [IndexRecord]; remo
   }
 
   /**
-   * Loads every record, folds in legacy backoff/ari records, and checks each
-   * stored certificate against its record, rebuilding what disagrees.
+   * Loads every record and folds in legacy backoff/ari records. The stored
+   * certificates are not read here: reconcile() compares them later, in the
+   * background, so a daemon with 100,000 certificates starts in seconds.
    */
-  async load(): Promise<{ records: number; rebuilt: number }> {
+  async load(): Promise<{ records: number }> {
     const { storage } = this.opts;
-    const names = (await storage.list(keys.indexPrefix)).map((k) => k.slice(keys.indexPrefix.length));
-    await eachLimited(names, IO_WIDTH, async (name) => {
-      const raw = await storage.get(keys.index(name));
+    const accept = (key: string, raw: string | null) => {
+      const name = key.slice(keys.indexPrefix.length);
       const record = raw === null ? null : parseIndexRecord(raw);
-      if (record && record.name === name) this.records.set(name, record);
-    });
+      if (record && record.name === name && !this.dirty.has(name)) this.records.set(name, record);
+    };
+    if (storage.scan) {
+      await storage.scan(keys.indexPrefix, (batch) => batch.forEach(([key, raw]) => accept(key, raw)));
+    } else {
+      await eachLimited(await storage.list(keys.indexPrefix), IO_WIDTH, async (key) => accept(key, await storage.get(key)));
+    }
     await this.foldLegacy();
-    const rebuilt = await this.reconcile();
-    return { records: this.records.size, rebuilt };
+    return { records: this.records.size };
   }
 
   /**
    * Index against storage: every stored certificate has a record that agrees
-   * with its PEM. Returns how many records were rebuilt.
+   * with its PEM. Returns how many records were rebuilt. Stops early when
+   * signal aborts (shutdown).
    */
-  async reconcile(): Promise<number> {
+  async reconcile(signal?: AbortSignal): Promise<number> {
     let rebuilt = 0;
     const stored = await this.opts.storage.listCertificates();
-    await eachLimited(stored, IO_WIDTH, async (name) => {
+    await eachLimited(stored, RECONCILE_WIDTH, async (name) => {
+      if (signal?.aborted) return;
+      if (await this.unchanged(name)) return;
       const bundle = await this.opts.storage.getCertificate(name).catch((err: Error) => {
         this.opts.log.warn({ cert: name, err: err.message }, 'cannot read a stored certificate; its index record is kept as it is');
         return undefined;
@@ -86,6 +97,15 @@ export class CertificateIndex extends EventEmitter<{ change: [IndexRecord]; remo
       if (await this.syncWith(name, bundle)) rebuilt++;
     });
     return rebuilt;
+  }
+
+  /** True when the stored leaf is the one recorded, read cheaply where the store can (no key, no parse). */
+  private async unchanged(name: string): Promise<boolean> {
+    const prev = this.records.get(name);
+    const { storage } = this.opts;
+    if (!storage.getCertificatePem || !prev?.serial || prev.renewAt === null) return false;
+    const pem = await storage.getCertificatePem(name).catch(() => null);
+    return pem !== null && serialOfPem(pem) === prev.serial;
   }
 
   /**
@@ -102,6 +122,8 @@ export class CertificateIndex extends EventEmitter<{ change: [IndexRecord]; remo
       }
       return false;
     }
+    // The common case at reconciliation: the same certificate as recorded; no full parse.
+    if (prev && prev.renewAt !== null && prev.serial !== null && serialOfPem(bundle.cert) === prev.serial) return false;
     let info;
     try {
       info = readCertificateInfo(bundle.cert);
@@ -176,22 +198,38 @@ export class CertificateIndex extends EventEmitter<{ change: [IndexRecord]; remo
     await this.opts.storage.delete(keys.index(name));
   }
 
-  /** Writes records that could not be written before; true when none is left. */
+  /**
+   * Writes records that could not be written before and waits for writes in
+   * flight (a stop must not cut one short); true when none is left.
+   */
   async flush(): Promise<boolean> {
+    await Promise.allSettled([...this.writing]);
     await eachLimited([...this.dirty], IO_WIDTH, (name) => this.persist(name));
     return this.dirty.size === 0;
   }
 
-  private async persist(name: string): Promise<void> {
+  /** The last flush before the store closes: writes after it stay in memory (a stop must not leave a write half done). */
+  async close(): Promise<void> {
+    await this.flush().catch(() => {});
+    this.closed = true;
+  }
+
+  private persist(name: string): Promise<void> {
     const record = this.records.get(name);
-    if (!record) return;
-    try {
-      await this.opts.storage.set(keys.index(name), JSON.stringify(record));
+    if (!record) return Promise.resolve();
+    if (this.closed) {
+      this.dirty.add(name);
+      return Promise.resolve();
+    }
+    const write = this.opts.storage.set(keys.index(name), JSON.stringify(record)).then(() => {
       this.dirty.delete(name);
-    } catch (err) {
+    }, (err: unknown) => {
       this.dirty.add(name);
       throw err;
-    }
+    });
+    this.writing.add(write);
+    void write.catch(() => {}).finally(() => this.writing.delete(write));
+    return write;
   }
 
   /** Backoff and ARI records from before the index, folded into it once. */

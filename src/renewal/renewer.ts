@@ -57,6 +57,10 @@ export class Renewer {
   private task?: ScheduledTask;
   private expression?: string;
   private running?: Promise<PassResult>;
+  private reconciling?: Promise<number>;
+  /** When the index was last checked against every stored certificate; null until the first check ends. */
+  reconciledAt: string | null = null;
+  private readonly stopping = new AbortController();
   readonly due: DueQueue;
   private readonly timers: Timers;
 
@@ -93,6 +97,8 @@ export class Renewer {
     await this.task?.destroy();
     this.task = undefined;
     await this.running?.catch(() => {});
+    this.stopping.abort(); // a reconciliation reading 100,000 PEMs stops at the next one
+    await this.reconciling?.catch(() => {});
   }
 
   /** When the named certificate is due for renewal, from its index record. */
@@ -202,33 +208,59 @@ export class Renewer {
     return this.running;
   }
 
-  private scheduledPass(): Promise<void> {
-    return this.pass().then((result) => {
-      this.opts.log.info({ ...result, renewed: result.renewed.length, failed: result.failed.length, backedOff: result.backedOff.length }, 'reconciliation done');
-    }, (err: Error) => {
-      this.opts.log.error({ err: err.message }, 'reconciliation failed');
-    });
+  /** The daily run: the index checked against storage (every PEM read, in the background), then a pass. */
+  private async scheduledPass(): Promise<void> {
+    try {
+      const rebuilt = await this.reconcile();
+      const result = await this.pass();
+      this.opts.log.info({ ...result, rebuilt, renewed: result.renewed.length, failed: result.failed.length, backedOff: result.backedOff.length }, 'reconciliation done');
+    } catch (err) {
+      this.opts.log.error({ err: (err as Error).message }, 'reconciliation failed');
+    }
   }
 
+  /**
+   * Index against storage, and a fresh ARI answer for certificates whose
+   * answer is missing or stale. Concurrent callers share one.
+   */
+  reconcile(): Promise<number> {
+    this.reconciling ??= (async () => {
+      const { signal } = this.stopping;
+      const rebuilt = await this.opts.index.reconcile(signal);
+      // ARI answers missing (the CA was down at issuance) or stale (a wake that a clock change skipped).
+      const nowMs = this.now.getTime();
+      const ariDue = this.opts.index.all()
+        .filter((r) => r.serial !== null && (r.ari === null || Date.parse(r.ari.fetchAfter) <= nowMs)).map((r) => r.name);
+      await eachLimited(ariDue, PASS_WIDTH, async (name) => {
+        if (!signal.aborted) await this.refreshAri(name);
+      });
+      if (!signal.aborted) this.reconciledAt = this.now.toISOString();
+      return rebuilt;
+    })().finally(() => {
+      this.reconciling = undefined;
+    });
+    return this.reconciling;
+  }
+
+  /**
+   * A pass decides from the index alone (no PEM is read): what is settled is
+   * planned, what is due or missing goes to the work queue.
+   */
   private async runPass(opts: { only?: string; force?: boolean }): Promise<PassResult> {
     const result: PassResult = { checked: 0, renewed: [], failed: [], backedOff: [], notDue: 0 };
-    if (!opts.only) await this.opts.index.reconcile();
     const certificates = opts.only ? [certificateForHost(this.opts.config(), opts.only)] : [...this.managedCertificates().values()];
-    // Look at every certificate (bounded: an ARI refresh reads the PEM), then hand what is due to the queue.
     const due: ManagedCertificate[] = [];
-    await eachLimited(certificates, PASS_WIDTH, async (cert) => {
+    for (const cert of certificates) {
       result.checked++;
-      if (!opts.only) await this.refreshAri(cert.name);
       const record = this.opts.index.get(cert.name);
       if (record && !opts.force && isSettled(record, this.now)) {
         result.notDue++;
-        this.plan(record);
       } else if (!opts.force && record?.backoff && isBackedOff(record.backoff, this.now)) {
         result.backedOff.push(cert.name);
       } else {
         due.push(cert);
       }
-    });
+    }
     await Promise.all(due.map(async (cert) => {
       try {
         const outcome = await this.opts.submit(cert, { force: opts.force });

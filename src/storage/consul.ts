@@ -151,6 +151,14 @@ export function createConsulStorage(opts: ConsulStorageOptions): Storage {
       return entries.filter((entry) => !expired(entry)).map((entry) => entry.Key.slice(stateBase.length));
     },
 
+    async scan(prefix, onBatch) {
+      assertValidPrefix(prefix);
+      // One recursive read returns every value under the prefix.
+      const found = await call('scan', () => consul.kv.get({ key: stateBase + prefix, recurse: true }));
+      const entries = (Array.isArray(found) ? found : found ? [found] : []) as Entry[];
+      onBatch(entries.filter((entry) => !expired(entry)).map((entry) => [entry.Key.slice(stateBase.length), entry.Value ?? '']));
+    },
+
     async putCertificate(bundle) {
       const dir = certDir(bundle.name);
       const ops: TxnOp[] = PEM_FILES.map((file) => ({

@@ -15,15 +15,16 @@ const PLAIN_PREFIXES = [keys.lockPrefix, keys.challengePrefix];
 
 export function withEncryption(inner: Storage, keyring: Keyring): Storage {
   const sealed = (key: string) => !PLAIN_PREFIXES.some((prefix) => key.startsWith(prefix));
+  const open = (key: string, value: string) => (sealed(key) && Keyring.isSealed(value) ? keyring.open(value, key) : value);
   return {
     ...bindAll(inner),
     kind: inner.kind,
     shared: inner.shared,
     async get(key) {
       const value = await inner.get(key);
-      if (value === null || !sealed(key) || !Keyring.isSealed(value)) return value;
-      return keyring.open(value, key);
+      return value === null ? null : open(key, value);
     },
+    scan: inner.scan && ((prefix, onBatch) => inner.scan!(prefix, (batch) => onBatch(batch.map(([key, value]) => [key, open(key, value)])))),
     async set(key, value, opts) {
       await inner.set(key, sealed(key) ? keyring.seal(value, key) : value, opts);
     },
@@ -37,7 +38,7 @@ export function withEncryption(inner: Storage, keyring: Keyring): Storage {
 function bindAll(storage: Storage): Storage {
   const bound = {} as Record<string, unknown>;
   for (const name of ['get', 'set', 'add', 'delete', 'compareAndDelete', 'compareAndExtend', 'list',
-    'putCertificate', 'getCertificate', 'deleteCertificate', 'location', 'listCertificates', 'freeBytes', 'recover', 'close'] as const) {
+    'scan', 'putCertificate', 'getCertificate', 'getCertificatePem', 'deleteCertificate', 'location', 'listCertificates', 'freeBytes', 'recover', 'close'] as const) {
     const fn = storage[name];
     if (typeof fn === 'function') bound[name] = (fn as (...args: unknown[]) => unknown).bind(storage);
   }

@@ -61,8 +61,8 @@ const PROBE_TTL_MS = 60_000;
 const PROBE_PREFIX = 'health/';
 
 const ASYNC_METHODS = [
-  'get', 'set', 'add', 'delete', 'compareAndDelete', 'compareAndExtend', 'list',
-  'putCertificate', 'getCertificate', 'deleteCertificate', 'listCertificates', 'freeBytes', 'recover',
+  'get', 'set', 'add', 'delete', 'compareAndDelete', 'compareAndExtend', 'list', 'scan',
+  'putCertificate', 'getCertificate', 'getCertificatePem', 'deleteCertificate', 'listCertificates', 'freeBytes', 'recover',
 ] as const;
 
 /** The probe loop alone must not keep a process alive that has nothing else to do. */

@@ -54,6 +54,9 @@ export function createMemoryStorage(opts: { now?: () => number } = {}): Storage 
     async list(prefix) {
       return [...values.keys()].filter((key) => key.startsWith(prefix) && live(key));
     },
+    async scan(prefix, onBatch) {
+      onBatch([...values.keys()].filter((key) => key.startsWith(prefix) && live(key)).map((key) => [key, values.get(key)!.value]));
+    },
     async putCertificate(bundle) {
       certificates.set(normalizeHostname(bundle.name), { ...bundle });
     },

@@ -32,7 +32,7 @@ export type RedisStorageOptions = Config['storage_config']['redis'] & {
 const COMPARE_AND_DELETE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
 const COMPARE_AND_EXTEND = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0`;
 
-const SCAN_COUNT = 500;
+const SCAN_COUNT = 1000;
 
 export function createRedisStorage(opts: RedisStorageOptions): Storage {
   const timeoutMs = opts.timeout ?? 2000;
@@ -123,6 +123,26 @@ export function createRedisStorage(opts: RedisStorageOptions): Storage {
       return keys.map((k) => k.slice(statePrefix.length));
     },
 
+    async scan(prefix, onBatch) {
+      assertValidPrefix(prefix);
+      const pattern = `${escapeGlob(statePrefix + prefix)}*`;
+      let cursor = '0';
+      const seen = new Set<string>(); // SCAN may return a key more than once
+      do {
+        const [next, found] = await call('scan', () => client.scan(cursor, 'MATCH', pattern, 'COUNT', SCAN_COUNT));
+        cursor = next;
+        const fresh = found.filter((k) => !seen.has(k));
+        fresh.forEach((k) => seen.add(k));
+        if (fresh.length === 0) continue;
+        const values = await call('mget', () => client.mget(fresh));
+        const batch: [string, string][] = [];
+        fresh.forEach((k, i) => {
+          if (values[i] !== null) batch.push([k.slice(statePrefix.length), values[i]!]);
+        });
+        onBatch(batch);
+      } while (cursor !== '0');
+    },
+
     async putCertificate(bundle) {
       const k = certKey(bundle.name);
       const fields = toFields(bundle);
@@ -140,6 +160,11 @@ export function createRedisStorage(opts: RedisStorageOptions): Storage {
       const k = certKey(name);
       const fields = await call('getCertificate', () => client.hgetall(k));
       return fromFields(name, fields);
+    },
+
+    async getCertificatePem(name) {
+      const k = certKey(name);
+      return call('getCertificatePem', () => client.hget(k, 'cert'));
     },
 
     location(name) {

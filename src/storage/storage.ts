@@ -45,9 +45,23 @@ export interface Storage {
   compareAndExtend(key: string, value: string, ttlMs: number): Promise<boolean>;
   /** Keys that start with prefix, in no particular order. */
   list(prefix: string): Promise<string[]>;
+  /**
+   * Every live key under prefix with its value, handed over in batches (no
+   * particular order): the index loads 100,000 records this way in one pass
+   * instead of a list and 100,000 gets. Backends without a cheaper way leave
+   * it out; callers then fall back to list and get.
+   */
+  scan?(prefix: string, onBatch: (entries: [key: string, value: string][]) => void): Promise<void>;
   /** Writes a certificate so a reader never sees a new fullchain with an old key. */
   putCertificate(bundle: CertificateBundle): Promise<void>;
   getCertificate(name: string): Promise<CertificateBundle | null>;
+  /**
+   * The stored leaf certificate's PEM alone, unparsed: the index's
+   * reconciliation compares 100,000 serials with it. Backends where the
+   * leaf is cheaper to read than the bundle offer it; others are read
+   * through getCertificate.
+   */
+  getCertificatePem?(name: string): Promise<string | null>;
   /** Removes a certificate from what the terminator reads (file storage keeps its archive). */
   deleteCertificate(name: string): Promise<void>;
   /** Where a terminator finds this certificate, for humans ("/var/lib/acmed/live/a.example.com/"). */
@@ -58,8 +72,10 @@ export interface Storage {
   freeBytes?(): Promise<number>;
   /**
    * Clears what a process killed in the middle of a write left behind (temp
-   * files, a half-written certificate version), at start. Returns what it
-   * removed, for the log. Backends whose writes are one remote call need none.
+   * files, a half-written certificate version), once after start; writes
+   * that begin after the call are not touched, so it may run beside them.
+   * Returns what it removed, for the log. Backends whose writes are one
+   * remote call need none.
    */
   recover?(): Promise<string[]>;
   close(): Promise<void>;

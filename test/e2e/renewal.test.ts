@@ -77,7 +77,7 @@ test('configured certificates are issued at start and the deploy hook gets certb
 
 test('a failing host backs off, does not block the healthy ones, and is refused until --force', async () => {
   const status = await waitFor('fail.example.com in backoff', async () => {
-    const rows = await daemon.certificateStatuses();
+    const rows = daemon.certificates().rows;
     const row = rows.find((r) => r.host === 'fail.example.com');
     return row?.status === 'failed' ? row : undefined;
   }, 60_000);

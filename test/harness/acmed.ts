@@ -90,7 +90,7 @@ function socketAnswers(path: string): Promise<boolean> {
 
 export function runCli(args: string[], env: NodeJS.ProcessEnv = process.env): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((res) => {
-    execFile(process.execPath, [ACMED_BIN, ...args], { env, timeout: 120_000 }, (err, stdout, stderr) => {
+    execFile(process.execPath, [ACMED_BIN, ...args], { env, timeout: 120_000, maxBuffer: 1024 * 1024 * 1024 }, (err, stdout, stderr) => {
       const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
       res({ code, stdout, stderr });
     });

@@ -14,6 +14,7 @@ import { createLogger } from '../../src/log.js';
 import { CertificateIndex } from '../../src/renewal/index.js';
 import { recordJobEvents } from '../../src/renewal/index-events.js';
 import { dueTime, parseIndexRecord } from '../../src/renewal/index-record.js';
+import { createFileStorage } from '../../src/storage/file.js';
 import { createMemoryStorage } from '../../src/storage/memory.js';
 import type { CertificateBundle, Storage } from '../../src/storage/storage.js';
 import { makeCertificate } from './storage-contract-cert.js';
@@ -33,12 +34,13 @@ after(() => rm(dir, { recursive: true, force: true }));
 const indexOn = (storage: Storage, now: () => number, threshold: number | null = null) =>
   new CertificateIndex({ storage, log, now, policy: () => ({ renewThresholdDays: threshold }) });
 
-test('a stored certificate gets a record with a renewal time at load, kept in storage', async () => {
+test('a stored certificate without a record gets one with a renewal time when the index is reconciled, kept in storage', async () => {
   const now = Date.parse(first.notBefore) + 1_000;
   const storage = createMemoryStorage();
   await storage.putCertificate(first);
   const index = indexOn(storage, () => now);
-  assert.deepEqual(await index.load(), { records: 1, rebuilt: 1 });
+  assert.deepEqual(await index.load(), { records: 0 }, 'load reads records only, no PEM');
+  assert.equal(await index.reconcile(), 1);
   const record = index.get('a.example.com')!;
   const lifetime = Date.parse(first.notAfter) - Date.parse(first.notBefore);
   // 30-day certificate: renew with 1/3 of the lifetime left.
@@ -50,7 +52,8 @@ test('a stored certificate gets a record with a renewal time at load, kept in st
 
   // A restart loads the record as it is: nothing to rebuild.
   const again = indexOn(storage, () => now);
-  assert.deepEqual(await again.load(), { records: 1, rebuilt: 0 });
+  assert.deepEqual(await again.load(), { records: 1 });
+  assert.equal(await again.reconcile(), 0);
   assert.equal(again.get('a.example.com')?.renewAt, record.renewAt);
 });
 
@@ -67,7 +70,8 @@ test('a PEM replaced by hand, or a record that is unreadable, is rebuilt from st
   assert.equal(parseIndexRecord((await storage.get('index/a.example.com'))!)?.serial, replacedSerial);
   await storage.set('index/a.example.com', '{broken');
   const restarted = indexOn(storage, () => now);
-  assert.deepEqual(await restarted.load(), { records: 1, rebuilt: 1 });
+  assert.deepEqual(await restarted.load(), { records: 0 }, 'an unreadable record is not loaded');
+  assert.equal(await restarted.reconcile(), 1);
   assert.notEqual(restarted.get('a.example.com')?.renewAt, null);
 });
 
@@ -127,4 +131,35 @@ test('a record that cannot be written is kept in memory and written by flush', a
   down = false;
   assert.equal(await index.flush(), true);
   assert.ok(await inner.get('index/d.example.com'));
+});
+
+test('a store without scan() is loaded by list and get, with the same records', async () => {
+  const now = Date.parse(first.notBefore) + 1_000;
+  const storage = createMemoryStorage();
+  await storage.putCertificate(first);
+  await indexOn(storage, () => now).reconcile();
+  const { scan: _scan, ...withoutScan } = storage;
+  const viaList = indexOn(withoutScan, () => now);
+  assert.deepEqual(await viaList.load(), { records: 1 });
+  const viaScan = indexOn(storage, () => now);
+  await viaScan.load();
+  assert.deepEqual(viaList.get('a.example.com'), viaScan.get('a.example.com'));
+});
+
+test('on file storage reconciliation reads the leaf alone, and still catches a PEM replaced by hand', async () => {
+  const now = Date.parse(first.notBefore) + 1_000;
+  const storage = createFileStorage({ path: join(dir, 'reconcile') });
+  await storage.putCertificate(first);
+  const index = indexOn(storage, () => now);
+  assert.equal(await index.reconcile(), 1);
+  let fullReads = 0;
+  const counted: Storage = { ...storage, getCertificate: (name) => { fullReads++; return storage.getCertificate(name); } };
+  const watched = indexOn(counted, () => now);
+  await watched.load();
+  assert.equal(await watched.reconcile(), 0);
+  assert.equal(fullReads, 0, 'an unchanged certificate is not read in full');
+  await storage.putCertificate(replacement);
+  assert.equal(await watched.reconcile(), 1);
+  assert.equal(fullReads, 1);
+  assert.equal(watched.get('a.example.com')?.serial, new X509Certificate(replacement.cert).serialNumber.toLowerCase());
 });

@@ -647,6 +647,14 @@ test('recover() clears what a killed write left: temp files and versions that ne
     assert.deepEqual(await readdir(join(root, 'archive', 'r.example.com')), [liveVersion]);
     assert.equal((await storage.getCertificate('r.example.com'))?.cert, bundle.cert, 'the live certificate is untouched');
     assert.deepEqual(await storage.recover!(), [], 'nothing left the second time');
+
+    // Recovery runs beside work after start: a write begun after the call (here: stamped later) is not a leftover.
+    const inFlight = join(root, 'state', 'orders', '.r.example.com.fedcba.tmp');
+    await writeFile(inFlight, 'being written');
+    const later = new Date(Date.now() + 60_000);
+    await utimes(inFlight, later, later);
+    assert.deepEqual(await storage.recover!(), []);
+    assert.equal(await readFile(inFlight, 'utf8'), 'being written');
   } finally {
     await rm(root, { recursive: true, force: true });
   }

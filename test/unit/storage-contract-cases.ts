@@ -107,6 +107,36 @@ export function contractCases(fx: () => BackendFixture): void {
     assert.deepEqual(sorted(await a.list('records/')), ['records/a.example.com.json', 'records/sub/c.json']);
   });
 
+  it('scan(prefix), where offered, hands over the same keys as list with their values, expired ones left out', async () => {
+    const [a] = await two();
+    if (!a.scan) return; // optional: the index falls back to list and get (checked in certificate-index tests)
+    const all = ['records/a.example.com.json', 'records/b.example.com.json', 'records/sub/c.json', 'recordsx/d', 'challenges/e'];
+    for (const key of all) await a.set(key, `value of ${key}`);
+    await a.set('records/short-lived', 'gone soon', { ttlMs: 50 });
+    await sleep(120);
+    const scanned = async (prefix: string) => {
+      const found: [string, string][] = [];
+      await a.scan!(prefix, (batch) => found.push(...batch));
+      return found.sort(([x], [y]) => x.localeCompare(y));
+    };
+    assert.deepEqual(await scanned('records/'), all.slice(0, 3).map((k) => [k, `value of ${k}`]));
+    assert.deepEqual((await scanned('records')).map(([k]) => k), sorted(all.slice(0, 4)));
+    assert.deepEqual(await scanned('nothing/'), []);
+  });
+
+  it('getCertificatePem, where offered, reads the stored leaf alone', async () => {
+    const [a, b] = await two();
+    if (!a.getCertificatePem) return; // optional: reconciliation reads getCertificate instead
+    const { first, renewed } = await testCertificates();
+    assert.equal(await a.getCertificatePem('shop.example.com'), null);
+    await a.putCertificate(first);
+    assert.equal(await b.getCertificatePem!('shop.example.com'), first.cert);
+    await a.putCertificate(renewed);
+    assert.equal(await b.getCertificatePem!('SHOP.example.com'), renewed.cert);
+    await a.deleteCertificate('shop.example.com');
+    assert.equal(await b.getCertificatePem!('shop.example.com'), null);
+  });
+
   it('two spaces (namespaces, kv paths, directories) do not see each other', async () => {
     const [a] = await two();
     const [b] = await two();
@@ -143,6 +173,11 @@ export function contractCases(fx: () => BackendFixture): void {
     for (const prefix of ['../', 'a/../', '/x', 'glob*', 'a?b', '[ab]']) {
       const result = await a.list(prefix).catch((err: { code?: string }) => err.code);
       assert.ok(result === 'INVALID_STORAGE_KEY' || (Array.isArray(result) && result.length === 0), `list ${prefix}: ${result}`);
+      if (a.scan) {
+        const scanned: unknown[] = [];
+        const code = await a.scan(prefix, (batch) => scanned.push(...batch)).then(() => 'none', (err: { code?: string }) => err.code);
+        assert.ok(code === 'INVALID_STORAGE_KEY' || (code === 'none' && scanned.length === 0), `scan ${prefix}: ${code}`);
+      }
     }
     assert.equal(await fx().ioCount?.(), before, 'list contacted the store with a bad prefix');
   });
