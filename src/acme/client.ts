@@ -1,8 +1,10 @@
 /**
- * The ACME engine: acme-client for JWS signing, key and CSR handling, with
- * our own transport (typed errors, timeouts, extra roots), a nonce pool, and
- * an order flow that polls the order rather than each authorization, so a
- * single-name certificate costs 7 requests on a warm connection.
+ * The ACME engine: acme-client for JWS signing, with our own transport
+ * (typed errors, timeouts, extra roots), a nonce pool, keys and CSRs made off
+ * the event loop (certificate-key.ts), and an order flow that waits on what
+ * the CA shows (its fetch of the token, the authorization's state,
+ * Retry-After) rather than on a clock, so a single-name certificate costs 7
+ * requests on a warm connection, under load too.
  *
  * An order survives what it should not fail for: one dropped connection or
  * 5xx (the request is retried, retry.ts), a CA that forgot the account (it is
@@ -10,7 +12,7 @@
  * and finishing the order (the caller stores a PendingOrder and resumes it).
  * A failed validation ends the order at once rather than at the poll deadline.
  */
-import { Client, crypto as acmeCrypto } from 'acme-client';
+import { Client } from 'acme-client';
 import type { ChallengePublisher } from '../challenge/publisher.js';
 import type { Logger } from '../log.js';
 import type { Storage } from '../storage/storage.js';
@@ -18,6 +20,7 @@ import { abortable, sleepUnlessAborted } from './abort.js';
 import { loadAccountUrl, loadOrCreateAccountKey } from './account.js';
 import { AccountRegistration } from './account-registration.js';
 import { installHooks, type ClientInternals } from './acme-client-hooks.js';
+import { certificateKeyFromPem, createCertificateKey, createCsr, type CertificateKey } from './certificate-key.js';
 import { validationFailure, type Authorization } from './authorizations.js';
 import {
   AcmeError, AcmeOrderInvalidError, AcmeProblemError, isAccountUnknown, parseRetryAfter, type AcmeProblem,
@@ -100,7 +103,7 @@ type Order = {
 /** An order being worked on, with the certificate key its CSR is made from. */
 interface OrderInProgress {
   order: Order;
-  privkey: Promise<string>;
+  privkey: Promise<CertificateKey>;
   resumed: boolean;
   /** Settles once onOrderPlaced has run (never rejects). */
   persisted: Promise<void>;
@@ -246,11 +249,11 @@ export class AcmeEngine {
         mark('order ready');
       }
       if (order.status === 'ready') {
-        const privkey = await work.privkey;
+        const key = await work.privkey;
         // Stored before finalizing, so a crash after it still finds the order.
         await work.persisted;
         signal?.throwIfAborted();
-        order = await this.finalize(order, privkey, request.names, signal);
+        order = await this.finalize(order, key, request.names, signal);
         mark('finalized');
       }
       if (order.status === 'processing') {
@@ -260,7 +263,7 @@ export class AcmeEngine {
 
       const fullchain = await this.client.getCertificate(order as never, this.opts.preferredChain ?? undefined);
       mark('downloaded');
-      const privkey = await work.privkey;
+      const privkey = (await work.privkey).pem;
       await work.persisted;
       const [leaf, ...intermediates] = splitPemChain(fullchain);
       const info = readCertificateInfo(leaf);
@@ -281,10 +284,8 @@ export class AcmeEngine {
 
   /** Places a new order; the certificate key is made meanwhile and handed to onOrderPlaced with the order's URL. */
   private async placeOrder(request: CertificateRequest): Promise<OrderInProgress> {
-    // The key is made while the CA handles the order: RSA 4096 can take a second.
-    const privkey = (request.keyType === 'rsa'
-      ? acmeCrypto.createPrivateRsaKey(request.rsaBits ?? 4096)
-      : acmeCrypto.createPrivateEcdsaKey('P-256')).then((key) => key.toString());
+    // The key is made on the threadpool while the CA handles the order: RSA 4096 can take a second.
+    const privkey = createCertificateKey({ keyType: request.keyType, rsaBits: request.rsaBits });
     privkey.catch(() => {}); // awaited later; avoid an unhandled rejection if the order fails first
     const order = await this.client.createOrder({
       identifiers: request.names.map((value) => ({ type: 'dns', value })),
@@ -293,7 +294,7 @@ export class AcmeEngine {
     const { onOrderPlaced } = request;
     // Runs beside the challenges rather than before them; finalize waits for it.
     const persisted = onOrderPlaced
-      ? privkey.then((key) => onOrderPlaced({ url: order.url, names: request.names, privkey: key, keyType: request.keyType }))
+      ? privkey.then((key) => onOrderPlaced({ url: order.url, names: request.names, privkey: key.pem, keyType: request.keyType }))
         .catch((err: Error) => {
           // Only resuming after a crash is lost; the order itself goes on.
           this.opts.log.warn({ names: request.names, orderUrl: order.url, err: err?.message }, 'could not store the placed order for resume');
@@ -324,29 +325,78 @@ export class AcmeEngine {
       return null;
     }
     log.info({ names: request.names, orderUrl: pending.url, status: order.status }, 'resuming the earlier order');
-    return { order, privkey: Promise.resolve(pending.privkey), resumed: true, persisted: Promise.resolve() };
+    const privkey = Promise.resolve().then(() => certificateKeyFromPem(pending.privkey));
+    privkey.catch(() => {}); // a broken stored key fails the order at finalize, like before
+    return { order, privkey, resumed: true, persisted: Promise.resolve() };
   }
 
-  /** Answers the pending authorizations and waits until the order leaves pending. */
+  /** Answers the pending authorizations and waits until the CA has validated them. */
   private async authorize(order: Order, challenges: ChallengePublisher, published: string[], signal: AbortSignal | undefined): Promise<Order> {
     const authzs = await this.client.getAuthorizations(order as never) as unknown as Authorization[];
     signal?.throwIfAborted();
     const pending = authzs.filter((a) => a.status !== 'valid');
-    await Promise.all(pending.map((authz) => this.answer(authz, challenges, published)));
+    const tokens = await Promise.all(pending.map((authz) => this.answer(authz, challenges, published)));
     this.opts.log.debug({ step: 'challenges answered', names: order.identifiers?.map((i) => i.value), tokens: published.length }, 'order step');
-    const firstPoll = this.opts.poll?.firstDelayMs ?? 100;
-    return this.waitForOrder(order, ['ready', 'valid'], signal, async () => {
-      if (challenges.waitForFetches) {
-        await challenges.waitForFetches(published, firstPoll);
-        await sleepUnlessAborted(SETTLE_AFTER_FETCH_MS, signal);
-      } else {
-        await sleepUnlessAborted(firstPoll, signal);
-      }
-    }, new Set(pending.map((a) => a.url)));
+    return this.waitForValidation(order, new Map(pending.map((a, i) => [a.url, tokens[i]!])), challenges, signal);
   }
 
-  /** Publishes the http-01 key authorization and tells the CA to validate. */
-  private async answer(authz: Authorization, challenges: ChallengePublisher, published: string[]): Promise<void> {
+  /**
+   * Waits until the CA has validated the open authorizations (url → token),
+   * looking at what the CA reports rather than at the clock:
+   *
+   * - the first look comes once the CA has fetched every token (the http-01
+   *   server sees it) and a moment more for it to record the result;
+   * - with one authorization open, that authorization is polled: valid means
+   *   the order is ready (RFC 8555 §7.1.6), so finalize follows with no order
+   *   poll, and an error on it ends the order at once; with several, the
+   *   order is polled, and while it is pending so are the authorizations
+   *   still open (dropping those that turned valid);
+   * - a Retry-After from the CA sets the next wait; otherwise the wait backs
+   *   off but ends as soon as the CA fetches an open token again (a retrying
+   *   or slower validation), so a busy CA costs a poll per step it takes, not
+   *   a poll per timer.
+   *
+   * Resolves with the order as the CA reported it, or marked ready.
+   */
+  private waitForValidation(
+    order: Order, open: Map<string, string>, challenges: ChallengePublisher, signal: AbortSignal | undefined,
+  ): Promise<Order> {
+    const firstPoll = this.opts.poll?.firstDelayMs ?? 100;
+    const ready = (): Order => ({ ...order, status: 'ready' });
+    /** Up to ms, or until the CA fetches the open tokens, then the settle time. */
+    const untilFetched = async (ms: number): Promise<void> => {
+      if (!challenges.waitForFetches) return sleepUnlessAborted(ms, signal);
+      const started = Date.now();
+      await abortable(challenges.waitForFetches([...open.values()], ms), signal);
+      if (Date.now() - started < ms) await sleepUnlessAborted(SETTLE_AFTER_FETCH_MS, signal);
+    };
+    return pollUntil<Order>(async () => {
+      if (open.size === 1) {
+        const [url] = open.keys();
+        const resp = await this.internals.api.apiRequest(url!, null, [200]);
+        const authz = { ...resp.data, url } as Authorization;
+        const failure = validationFailure(authz);
+        if (failure) throw failure;
+        if (authz.status === 'valid') {
+          open.delete(url!);
+          return { value: ready() };
+        }
+        return { value: order, retryAfterMs: parseRetryAfter(resp.headers['retry-after']) };
+      }
+      const resp = await this.internals.api.apiRequest(order.url, null, [200]);
+      const current = { ...resp.data, url: order.url } as Order;
+      if (current.status === 'pending') {
+        await this.failOnFailedValidation(open);
+        if (open.size === 0) return { value: ready() };
+      }
+      return { value: current, retryAfterMs: parseRetryAfter(resp.headers['retry-after']) };
+    }, (o) => o.status !== 'pending', {
+      what: `order ${order.url}`, ...this.opts.poll, signal, initialWait: () => untilFetched(firstPoll), backoffWait: untilFetched,
+    });
+  }
+
+  /** Publishes the http-01 key authorization and tells the CA to validate; returns the token. */
+  private async answer(authz: Authorization, challenges: ChallengePublisher, published: string[]): Promise<string> {
     const failure = validationFailure(authz);
     if (failure) throw failure;
     const challenge = authz.challenges.find((c) => c.type === 'http-01');
@@ -357,7 +407,7 @@ export class AcmeEngine {
     await challenges.publish(challenge.token, keyAuthorization);
     published.push(challenge.token);
     // A resumed order may have been answered before the crash: the CA only needs the token served again.
-    if (challenge.status !== 'pending') return;
+    if (challenge.status !== 'pending') return challenge.token;
     try {
       await this.client.completeChallenge(challenge as never);
     } catch (err) {
@@ -368,22 +418,30 @@ export class AcmeEngine {
       const again = now.challenges.find((c) => c.url === challenge.url);
       if (now.status === 'pending' && (!again || again.status === 'pending')) throw err;
     }
+    return challenge.token;
   }
 
   /** Sends the CSR and waits for the certificate to be issued. */
-  private async finalize(order: Order, privkey: string, names: string[], signal: AbortSignal | undefined): Promise<Order> {
-    const [, csr] = await acmeCrypto.createCsr({ commonName: names[0], altNames: names }, privkey);
+  private async finalize(order: Order, key: CertificateKey, names: string[], signal: AbortSignal | undefined): Promise<Order> {
+    const csr = await createCsr(names, key.key);
     signal?.throwIfAborted();
     let resp;
-    try {
-      resp = await this.internals.api.apiRequest(order.finalize, { csr: pemBodyBase64Url(csr) }, [200]);
-    } catch (err) {
-      // A finalize the CA took but whose reply was lost is refused as
-      // orderNotReady when sent again; carry on from where the order is.
-      if (!(err instanceof AcmeProblemError && err.problemType === 'orderNotReady')) throw err;
-      const now = await this.fetchOrder(order.url);
-      if (now.status !== 'processing' && now.status !== 'valid') throw err;
-      return now;
+    for (let sent = 1; ; sent++) {
+      try {
+        resp = await this.internals.api.apiRequest(order.finalize, { csr: csr.toString('base64url') }, [200]);
+        break;
+      } catch (err) {
+        if (!(err instanceof AcmeProblemError && err.problemType === 'orderNotReady')) throw err;
+        // Either a finalize the CA took but whose reply was lost (sent
+        // again, it is refused as not ready), or the order was finalized on
+        // the strength of a valid authorization before the CA counted the
+        // order itself ready: carry on from where the order is.
+        const now = await this.fetchOrder(order.url);
+        if (now.status === 'processing' || now.status === 'valid' || now.status === 'invalid') return now;
+        if (sent > 1) throw err;
+        const settled = now.status === 'ready' ? now : await this.waitForOrder(now, ['ready', 'processing', 'valid'], signal);
+        if (settled.status !== 'ready') return settled;
+      }
     }
     const final = { ...resp.data, url: order.url } as Order;
     if (final.status === 'valid' || final.status === 'invalid') return final;
@@ -402,26 +460,20 @@ export class AcmeEngine {
     return { ...resp.data, url } as Authorization;
   }
 
-  /**
-   * Polls the order (not each authorization) until it leaves pending/processing.
-   * With `watched`, a poll that still finds the order pending also reads those
-   * authorizations and ends the order at the first failed validation; the fast
-   * path (ready at the first look) costs no extra request.
-   */
+  /** Polls the order until it reaches one of `wanted` (or invalid), honouring the CA's Retry-After. */
   private async waitForOrder(
-    order: Order, wanted: string[], signal: AbortSignal | undefined, initialWait?: () => Promise<void>, watched?: Set<string>,
+    order: Order, wanted: string[], signal: AbortSignal | undefined, initialWait?: () => Promise<void>,
   ): Promise<Order> {
     return pollUntil(async () => {
       const resp = await this.internals.api.apiRequest(order.url, null, [200]);
       const current = { ...resp.data, url: order.url } as Order;
-      if (watched?.size && current.status === 'pending') await this.failOnFailedValidation(watched);
       return { value: current, retryAfterMs: parseRetryAfter(resp.headers['retry-after']) };
     }, (o) => wanted.includes(o.status) || o.status === 'invalid', { what: `order ${order.url}`, ...this.opts.poll, initialWait, signal });
   }
 
-  /** Throws the first failed validation among the watched authorizations; forgets those that turned valid. */
-  private async failOnFailedValidation(watched: Set<string>): Promise<void> {
-    const authzs = await Promise.all([...watched].map((url) => this.fetchAuthorization(url)));
+  /** Throws the first failed validation among the watched authorizations (by URL); forgets those that turned valid. */
+  private async failOnFailedValidation(watched: Map<string, unknown>): Promise<void> {
+    const authzs = await Promise.all([...watched.keys()].map((url) => this.fetchAuthorization(url)));
     for (const authz of authzs) {
       const failure = validationFailure(authz);
       if (failure) throw failure;
@@ -444,8 +496,3 @@ export class AcmeEngine {
   }
 }
 
-/** The CSR's DER as base64url, as the finalize request carries it. */
-function pemBodyBase64Url(csrPem: Buffer | string): string {
-  const body = csrPem.toString().replace(/-----[A-Z ]+-----/g, '').replace(/\s+/g, '');
-  return Buffer.from(body, 'base64').toString('base64url');
-}

@@ -76,11 +76,11 @@ describe('dropped connections', () => {
   }
 
   test('orders succeed through a proxy that drops every third connection and resets open ones', { timeout: 120_000 }, async () => {
-    // Idle connections are closed after 20 ms, so nearly every request opens
+    // Idle connections are closed after 10 ms, so nearly every request opens
     // a new connection and meets the drop schedule. Dropping every third
     // (rather than a random share) keeps the run repeatable: one order at a
     // time, a request never meets more than two failures in a row.
-    const chaos = await startChaosProxy({ target: pebble.acmeUrl, idleCloseMs: 20 });
+    const chaos = await startChaosProxy({ target: pebble.acmeUrl, idleCloseMs: 10 });
     try {
       const { engine, lines } = await startEngine(`${chaos.url}/dir`);
       const start = engine.requestCount;
@@ -126,7 +126,7 @@ describe('dropped connections', () => {
   });
 
   test('without retries the same proxy fails orders (so the test above could fail)', { timeout: 60_000 }, async () => {
-    const chaos = await startChaosProxy({ target: pebble.acmeUrl, idleCloseMs: 20 });
+    const chaos = await startChaosProxy({ target: pebble.acmeUrl, idleCloseMs: 10 });
     try {
       const { engine } = await startEngine(`${chaos.url}/dir`, { retryDelaysMs: [] });
       chaos.setDrop({ every: 3 }, 'at-once');

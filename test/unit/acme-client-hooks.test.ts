@@ -1,10 +1,12 @@
 // acme-client with our hooks against a small fake CA on loopback: a signed
 // request that loses its connection is sent again signed with a fresh nonce,
 // unsigned GETs are retried too, overlapping orders count only their own
-// requests, an abort ends a request mid-flight with the signal's reason, and
-// each retry is logged at debug with the path and reason.
+// requests, an abort ends a request mid-flight with the signal's reason,
+// each retry is logged at debug with the path and reason, and the account key
+// is parsed once rather than for every signature.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { createPublicKey, KeyObject, verify } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
@@ -205,4 +207,25 @@ test('an abort ends a request mid-flight with the signal\'s reason', async (t) =
     (err) => err === reason,
   );
   assert.ok(Date.now() - started < 2_000);
+});
+
+test('the account key is parsed once: requests are signed with a KeyObject, and the signatures verify', async (t) => {
+  const { internals, transport } = await hookedClient();
+  t.after(() => transport.close());
+  assert.ok(internals.http.accountKey instanceof KeyObject);
+  const bodies: { protected: string; payload: string; signature: string }[] = [];
+  const original = transport.request;
+  transport.request = async (url, method, opts) => {
+    if (method.toLowerCase() === 'post') bodies.push(opts?.data as (typeof bodies)[number]);
+    return original(url, method, opts);
+  };
+  await internals.api.apiRequest(`${base}/signed-1`, { a: 1 }, [200]);
+  await internals.api.apiRequest(`${base}/signed-2`, null, [200]);
+  assert.equal(bodies.length, 2);
+  const publicKey = createPublicKey(internals.http.accountKey as KeyObject);
+  for (const body of bodies) {
+    assert.equal(JSON.parse(Buffer.from(body.protected, 'base64url').toString()).alg, 'ES256');
+    const ok = verify('sha256', Buffer.from(`${body.protected}.${body.payload}`), { key: publicKey, dsaEncoding: 'ieee-p1363' }, Buffer.from(body.signature, 'base64url'));
+    assert.ok(ok, 'the JWS signature verifies with the account key');
+  }
 });

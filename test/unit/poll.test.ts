@@ -1,4 +1,5 @@
-// pollUntil: stops when done, sits out Retry-After, gives up at its deadline.
+// pollUntil: stops when done, sits out Retry-After, gives up at its deadline,
+// and lets a caller end backoff sleeps early on a sign of progress.
 // Timing checks are lower bounds (a timer never fires early) or generous
 // upper bounds, so a busy machine does not make them flaky.
 import { test } from 'node:test';
@@ -128,4 +129,35 @@ test('an error from a fetch propagates and stops polling', async () => {
     throw boom;
   }, () => true, { firstDelayMs: 1 }), (err) => err === boom);
   assert.equal(calls, 1);
+});
+
+test('backoffWait replaces the backoff sleeps and may end them early (the CA was seen at work)', async () => {
+  const { fetchOnce, calls } = scripted([{ value: 'pending' }, { value: 'pending' }, { value: 'valid' }]);
+  const asked: number[] = [];
+  const started = performance.now();
+  const result = await pollUntil(fetchOnce, (v) => v === 'valid', {
+    firstDelayMs: 60_000, // a backoff that would be slept in full
+    maxDelayMs: 60_000,
+    initialWait: async () => {},
+    backoffWait: async (ms) => { asked.push(ms); }, // the sign came at once
+  });
+  assert.equal(result, 'valid');
+  assert.equal(calls.length, 3);
+  assert.equal(asked.length, 2, 'one backoffWait per wait after the first fetch');
+  assert.ok(asked.every((ms) => ms >= 60_000), `asked ${asked.join(', ')}`);
+  assert.ok(performance.now() - started < 10_000);
+});
+
+test('a Retry-After is sat out in full, not handed to backoffWait', async () => {
+  const { fetchOnce, calls } = scripted([{ value: 'pending', retryAfterMs: 300 }, { value: 'valid' }]);
+  let cutShort = 0;
+  const result = await pollUntil(fetchOnce, (v) => v === 'valid', {
+    firstDelayMs: 1,
+    initialWait: async () => {},
+    backoffWait: async () => { cutShort++; },
+  });
+  assert.equal(result, 'valid');
+  assert.equal(cutShort, 0);
+  const waited = calls[1] - calls[0];
+  assert.ok(waited >= 290, `waited only ${waited.toFixed(0)} ms after Retry-After: 300 ms`);
 });
