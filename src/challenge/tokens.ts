@@ -75,6 +75,25 @@ export class ChallengeTokens implements ChallengePublisher {
     return found;
   }
 
+  /**
+   * lookup() without a promise, for the http-01 server's hot path: the key
+   * authorization (a hit) or undefined (a miss), counted like lookup(); or
+   * null, counting nothing, when only the shared store can tell: then the
+   * caller awaits lookup().
+   */
+  lookupLocal(token: string): string | undefined | null {
+    // Only valid tokens are ever stored here, so a hit needs no validation.
+    const local = this.local.get(token);
+    if (local !== undefined) {
+      this.stats.hits++;
+      this.fetches.emit('fetched', token);
+      return local;
+    }
+    if (this.storage?.shared && isValidToken(token)) return null;
+    this.stats.misses++;
+    return undefined;
+  }
+
   private async find(token: string): Promise<string | undefined> {
     if (!isValidToken(token)) return undefined;
     const local = this.local.get(token);
