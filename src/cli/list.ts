@@ -8,7 +8,7 @@ import type { CaState } from '../renewal/ca-backoff.js';
 import { adminRequest, expectOk } from './admin-client.js';
 import { formatCaBackoff, tableLines } from './format.js';
 
-const PAGE = 5_000;
+const PAGE = 1_000;
 
 export interface ListFlags {
   json?: boolean;

@@ -33,6 +33,37 @@ export function certificateForHost(config: Config, rawHost: string): ManagedCert
   throw new HostNotAllowedError(host);
 }
 
+/** Configured certificates by each of their names (the first listed wins), kept per config object. */
+const configuredByHost = new WeakMap<Config, Map<string, ManagedCertificate>>();
+
+function configuredHosts(config: Config): Map<string, ManagedCertificate> {
+  let byHost = configuredByHost.get(config);
+  if (!byHost) {
+    byHost = new Map();
+    for (const cert of configuredCertificates(config)) {
+      for (const host of cert.names) if (!byHost.has(host)) byHost.set(host, cert);
+    }
+    configuredByHost.set(config, byHost);
+  }
+  return byHost;
+}
+
+const CANONICAL = /^[a-z0-9.-]+$/;
+
+/**
+ * managedCertificateNamed(config, name) !== undefined, without building
+ * anything for a name already in canonical form (every index name is): the
+ * scheduler and the listing ask this for each of 100,000 certificates on
+ * every pass and page, and the garbage of the full path grew the heap by
+ * 50 MB a pass.
+ */
+export function isManagedName(config: Config, name: string): boolean {
+  if (!CANONICAL.test(name)) return managedCertificateNamed(config, name) !== undefined;
+  const configured = configuredHosts(config).get(name);
+  if (configured) return configured.name === name;
+  return config.domains.some((pattern) => matchesPattern(name, pattern));
+}
+
 /** The certificate named `name` when acmed keeps it (configured, or allowed by `domains` as its own); undefined otherwise. */
 export function managedCertificateNamed(config: Config, name: string): ManagedCertificate | undefined {
   try {

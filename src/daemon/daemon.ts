@@ -427,7 +427,7 @@ export class Daemon {
         return this.listing.find(host);
       },
       health: () => this.health(),
-      metrics: async () => ({ contentType: this.metrics.contentType, body: await this.metrics.metrics() }),
+      metrics: () => ({ contentType: this.metrics.contentType, chunks: this.metrics.chunks() }),
       ca: () => this.ca.state(),
     };
   }

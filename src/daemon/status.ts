@@ -3,7 +3,7 @@
  * record alone: listing 100,000 certificates opens no PEM.
  */
 import type { CertificateStatus } from '../admin/api.js';
-import { managedCertificateNamed } from '../config/managed.js';
+import { isManagedName } from '../config/managed.js';
 import type { Config } from '../config/schema.js';
 import type { IndexRecord } from '../renewal/index-record.js';
 import type { Storage } from '../storage/storage.js';
@@ -46,7 +46,7 @@ export function statusOf(record: IndexRecord, src: StatusSources): CertificateSt
     serial_number: record.serial,
     issuer_cn: record.issuer ? /CN=([^\n,]+)/.exec(record.issuer)?.[1] ?? null : null,
     location: src.storage.location(record.name),
-    managed: managedCertificateNamed(src.config, record.name) !== undefined,
+    managed: isManagedName(src.config, record.name),
     renew_at: record.renewAt,
     renew_reason: record.renewAt ? record.renewReason : null,
     failures: backoff?.failures ?? 0,

@@ -14,7 +14,7 @@ import { hostname } from 'node:os';
 import cron, { type ScheduledTask } from 'node-cron';
 import type { AcmeEngine } from '../acme/client.js';
 import type { Config } from '../config/schema.js';
-import { certificateForHost, configuredCertificates, managedCertificateNamed, type ManagedCertificate } from '../config/managed.js';
+import { certificateForHost, configuredCertificates, isManagedName, managedCertificateNamed, type ManagedCertificate } from '../config/managed.js';
 import type { Logger } from '../log.js';
 import type { Storage } from '../storage/storage.js';
 import { ariNeedsFetch, fetchAri } from './ari-cache.js';
@@ -109,12 +109,11 @@ export class Renewer {
 
   /** Gives every managed certificate a record (missing ones: due now) and a place in the queue. */
   async planAll(): Promise<void> {
-    const managed = this.managedCertificates();
-    for (const cert of managed.values()) {
-      const record = this.opts.index.get(cert.name);
-      if (record) this.plan(record);
-      else await this.opts.index.ensure(cert.name, cert.names).catch(() => this.due.schedule(cert.name, this.now));
+    const config = this.opts.config();
+    for (const cert of configuredCertificates(config)) {
+      if (!this.opts.index.get(cert.name)) await this.opts.index.ensure(cert.name, cert.names).catch(() => this.due.schedule(cert.name, this.now));
     }
+    for (const record of this.opts.index.all()) this.plan(record);
   }
 
   /** Plans one certificate from its record; names no longer managed are dropped. */
@@ -248,17 +247,19 @@ export class Renewer {
    */
   private async runPass(opts: { only?: string; force?: boolean }): Promise<PassResult> {
     const result: PassResult = { checked: 0, renewed: [], failed: [], backedOff: [], notDue: 0 };
-    const certificates = opts.only ? [certificateForHost(this.opts.config(), opts.only)] : [...this.managedCertificates().values()];
+    const config = this.opts.config();
+    const names = opts.only ? [certificateForHost(config, opts.only).name] : this.managedNames();
+    const now = this.now;
     const due: ManagedCertificate[] = [];
-    for (const cert of certificates) {
+    for (const name of names) {
       result.checked++;
-      const record = this.opts.index.get(cert.name);
-      if (record && !opts.force && isSettled(record, this.now)) {
+      const record = this.opts.index.get(name);
+      if (record && !opts.force && isSettled(record, now)) {
         result.notDue++;
-      } else if (!opts.force && record?.backoff && isBackedOff(record.backoff, this.now)) {
-        result.backedOff.push(cert.name);
+      } else if (!opts.force && record?.backoff && isBackedOff(record.backoff, now)) {
+        result.backedOff.push(name);
       } else {
-        due.push(cert);
+        due.push(opts.only ? certificateForHost(config, opts.only) : managedCertificateNamed(config, name)!);
       }
     }
     await Promise.all(due.map(async (cert) => {
@@ -275,16 +276,16 @@ export class Renewer {
     return result;
   }
 
-  /** Configured certificates, plus indexed or stored ones still allowed by `domains` (on-demand certificates). */
-  private managedCertificates(): Map<string, ManagedCertificate> {
+  /** Names of the configured certificates, plus indexed ones still allowed by `domains` (on-demand certificates). */
+  private managedNames(): string[] {
     const config = this.opts.config();
-    const byName = new Map(configuredCertificates(config).map((c) => [c.name, c]));
+    const configured = configuredCertificates(config).map((c) => c.name);
+    const seen = new Set(configured);
+    const names = [...configured];
     for (const record of this.opts.index.all()) {
-      if (byName.has(record.name)) continue;
-      const cert = this.managedCertificate(record.name);
-      if (cert) byName.set(record.name, cert);
+      if (!seen.has(record.name) && isManagedName(config, record.name)) names.push(record.name);
     }
-    return byName;
+    return names;
   }
 
   private managedCertificate(name: string): ManagedCertificate | undefined {
@@ -292,6 +293,6 @@ export class Renewer {
   }
 
   private isManaged(name: string): boolean {
-    return this.managedCertificate(name) !== undefined;
+    return isManagedName(this.opts.config(), name);
   }
 }

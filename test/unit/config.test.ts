@@ -10,6 +10,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { ConfigError, loadConfig, parseConfig } from '../../src/config/load.js';
+import { isManagedName, managedCertificateNamed } from '../../src/config/managed.js';
 
 const run = promisify(execFile);
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -326,4 +327,19 @@ describe('cluster, keyring and issue-3 keys', () => {
     assert.equal(parseConfig(BASE).lock_ttl_seconds, 60);
     assert.equal(parseConfig(BASE).keyring_key_file, null);
   });
+});
+
+test('isManagedName answers as managedCertificateNamed does, for configured, pattern, covered and foreign names', () => {
+  const config = parseConfig([
+    'account_email: ops@example.com', 'tos_accepted: true', 'api_uri: https://ca.test/dir',
+    'domains: ["*.example.com", "example.org"]',
+    'certificates: [{ names: ["shop.example.com", "www.shop.example.com"] }, { names: ["other.example.net", "shop.example.com"] }]',
+  ].join('\n'));
+  const names = ['shop.example.com', 'www.shop.example.com', 'other.example.net', 'a.example.com', 'a.b.example.com', 'example.com',
+    'example.org', 'www.example.org', 'x.example.net', 'UPPER.example.com', 'bad..example.com', 'aexample.com'];
+  for (const name of names) {
+    assert.equal(isManagedName(config, name), managedCertificateNamed(config, name) !== undefined, name);
+  }
+  assert.equal(isManagedName(config, 'other.example.net'), true);
+  assert.equal(isManagedName(config, 'www.shop.example.com'), false, 'covered by shop.example.com, not a certificate of its own');
 });
