@@ -1,5 +1,5 @@
 /**
- * `acmed list`: pages through `GET /acme/certificates` (5,000 rows at a
+ * `acmed list`: pages through `GET /acme/certificates` (1,000 rows at a
  * time) and writes each page as it arrives, so neither the daemon nor the CLI
  * ever holds 100,000 rows. `--json` is still one JSON array.
  */
