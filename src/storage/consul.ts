@@ -173,6 +173,11 @@ export function createConsulStorage(opts: ConsulStorageOptions): Storage {
       await call('deleteCertificate', () => consul.kv.del({ key: dir, recurse: true }));
     },
 
+    async getCertificatePem(name) {
+      const entry = await readEntry(`${certDir(name)}cert.pem`, 'getCertificatePem');
+      return entry ? entry.Value ?? '' : null;
+    },
+
     async getCertificate(name) {
       const dir = certDir(name);
       // One recursive read is served from one snapshot: the files belong together.
