@@ -142,7 +142,9 @@ export async function idleRssMb(): Promise<number> {
 async function writeConfig(dir: string, storage: ScaleStorage): Promise<string> {
   const storageConfig = storage.kind === 'file'
     ? { storage: 'file', storage_config: { file: { path: join(dir, 'data') } } }
-    : { storage: storage.kind, storage_config: { [storage.kind]: storage.config } };
+    // A generous call timeout: the seeders load the store (and, for the stand-ins, the bench's own
+    // process) far past what a daemon does; nothing is timed by it.
+    : { storage: storage.kind, storage_config: { [storage.kind]: { timeout: 30_000, ...storage.config } } };
   const config = {
     account_email: 'ops@example.com',
     tos_accepted: true,
