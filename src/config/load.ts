@@ -7,6 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { isMap, isPair, isScalar, LineCounter, parseDocument, type Document, type Node } from 'yaml';
 import type { z } from 'zod';
 import { configSchema, type Config } from './schema.js';
+import { knownKeysAt, suggestKey } from './suggest.js';
 
 export interface ConfigProblem {
   line: number;
@@ -56,14 +57,19 @@ export function parseConfig(text: string, file = '<config>'): Config {
   // reportInput: zod 4 leaves `input` off issues by default, and describe() needs it to tell "missing" from "wrong type".
   const result = configSchema.safeParse(data, { reportInput: true });
   if (result.success) return result.data;
-  const problems = result.error.issues.map((issue) => ({ ...at(offsetOf(doc, issue)), message: describe(issue) }));
+  // One problem per unknown key, each at its own line.
+  const issues = result.error.issues.flatMap((issue) => issue.code === 'unrecognized_keys' && issue.keys.length > 1
+    ? issue.keys.map((key) => ({ ...issue, keys: [key] }))
+    : [issue]);
+  const problems = issues.map((issue) => ({ ...at(offsetOf(doc, issue)), message: describe(issue) }))
+    .sort((a, b) => a.line - b.line || a.col - b.col);
   throw new ConfigError(file, problems);
 }
 
 function describe(issue: z.core.$ZodIssue): string {
   const where = issue.path.length > 0 ? `${issue.path.join('.')}: ` : '';
   if (issue.code === 'unrecognized_keys') {
-    return `${where}unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}`;
+    return issue.keys.map((key) => `${where}unknown key ${JSON.stringify(key)}${suggestKey(key, knownKeysAt(issue.path))}`).join('; ');
   }
   if (issue.code === 'invalid_type' && issue.input === undefined) return `${where}required`;
   return `${where}${issue.message}`;

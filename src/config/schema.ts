@@ -6,6 +6,7 @@
 import { validate as isValidCron } from 'node-cron';
 import { z } from 'zod';
 import { normalizeHostname } from '../hostname.js';
+import { crossFieldChecks } from './cross-checks.js';
 
 const hostname = z.string().transform((value, ctx) => {
   try {
@@ -26,9 +27,15 @@ const hostPattern = z.string().transform((value, ctx) => {
   }
 });
 
-// abort: a value that is not host:port at all gets one message, not a second "port" one.
-const listenAddress = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/, { error: 'expected "host:port", e.g. "0.0.0.0:80" or "[::]:80"', abort: true })
-  .refine((value) => Number(value.slice(value.lastIndexOf(':') + 1)) <= 65535, 'port must be 0..65535');
+// One check, one message: a value that is not host:port at all gets no second "port" message.
+// (Not zod's `abort`, which would also stop the cross-field checks.)
+const listenAddress = z.string().superRefine((value, ctx) => {
+  if (!/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/.test(value)) {
+    ctx.addIssue({ code: 'custom', message: 'expected "host:port", e.g. "0.0.0.0:80" or "[::]:80"' });
+  } else if (Number(value.slice(value.lastIndexOf(':') + 1)) > 65535) {
+    ctx.addIssue({ code: 'custom', message: 'port must be 0..65535' });
+  }
+});
 
 const fileStorage = z.strictObject({ path: z.string().min(1).default('/var/lib/acmed') });
 
@@ -69,6 +76,23 @@ const vaultStorage = z.strictObject({
   jwt_path: z.string().nullable().default(null),
 });
 
+const adminTls = z.strictObject({
+  cert: z.string().min(1).nullable().default(null),
+  key: z.string().min(1).nullable().default(null),
+  /** Only client certificates this CA signed complete the handshake. */
+  client_ca: z.string().min(1).nullable().default(null),
+  /** Who may use the API: a certificate's email, else its CN, else a DNS SAN (Kong's mTLS consumer match). */
+  allowed_subjects: z.array(z.string().min(1)).default([]),
+});
+
+const adminSchema = z.strictObject({
+  socket: z.string().min(1).default('/run/acmed/admin.sock'),
+  /** "host:port" of a TCP listener; refused without token_file or tls (see cross-checks). */
+  listen: listenAddress.nullable().default(null),
+  token_file: z.string().min(1).nullable().default(null),
+  tls: adminTls.default(adminTls.parse({})),
+});
+
 export const configSchema = z.strictObject({
   account_email: z.email(),
   tos_accepted: z.literal(true, {
@@ -90,7 +114,8 @@ export const configSchema = z.strictObject({
   /** Also write live/<name>/combined.pem (fullchain + key) for HAProxy. */
   haproxy_pem: z.boolean().default(false),
   eab_kid: z.string().nullable().default(null),
-  eab_hmac_key: z.string().nullable().default(null),
+  // RFC 8555 7.3.4: the CA hands the HMAC key out base64url-encoded; anything else is a paste error.
+  eab_hmac_key: z.string().regex(/^[A-Za-z0-9_-]+={0,2}$/, 'must be base64url (A-Z, a-z, 0-9, "-" and "_"), as the CA gave it').nullable().default(null),
   preferred_chain: z.string().nullable().default(null),
   log_level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
   challenge: z.strictObject({
@@ -100,9 +125,7 @@ export const configSchema = z.strictObject({
     // 100,000 certificates make 200,000 per-certificate series; aggregates are always there.
     per_certificate: z.boolean().default(true),
   }).default({ per_certificate: true }),
-  admin: z.strictObject({
-    socket: z.string().min(1).default('/run/acmed/admin.sock'),
-  }).default({ socket: '/run/acmed/admin.sock' }),
+  admin: adminSchema.default(adminSchema.parse({})),
   storage: z.enum(['file', 'memory', 'redis', 'consul', 'vault']).default('file'),
   /**
    * Several acmed instances share this storage (and answer http-01 for each
@@ -135,16 +158,8 @@ export const configSchema = z.strictObject({
     consul: consulStorage.parse({}),
     vault: vaultStorage.parse({}),
   }),
-}).superRefine((config, ctx) => {
-  if (config.cluster && config.storage === 'memory') {
-    ctx.addIssue({ code: 'custom', path: ['storage'], message: 'memory storage lives in one process; several instances (cluster: true) need file, redis, consul or vault' });
-  }
-  if ((config.eab_kid === null) !== (config.eab_hmac_key === null)) {
-    // Point at the one that is set: the missing one has no line to point at.
-    const present = config.eab_kid !== null ? 'eab_kid' : 'eab_hmac_key';
-    ctx.addIssue({ code: 'custom', path: [present], message: 'eab_kid and eab_hmac_key go together: set both or neither' });
-  }
-});
+  // when: cross-field rules run even when a field failed, so check-config reports every problem at once.
+}).superRefine((config, ctx) => crossFieldChecks(config, ctx), { when: () => true });
 
 export type Config = z.output<typeof configSchema>;
 export type StorageName = Config['storage'];

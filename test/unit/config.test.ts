@@ -343,3 +343,65 @@ test('isManagedName answers as managedCertificateNamed does, for configured, pat
   assert.equal(isManagedName(config, 'other.example.net'), true);
   assert.equal(isManagedName(config, 'www.shop.example.com'), false, 'covered by shop.example.com, not a certificate of its own');
 });
+
+describe('check-config reports every problem at once', () => {
+  test('a bad listen does not hide the cross-field problems, and each sits at its own key or value', () => {
+    const text = [
+      'account_email: ops@example.com', 'tos_accepted: true', 'storage: memory', 'cluster: true', 'eab_kid: kid-1',
+      'challenge:', '  listen: ["bad"]', 'certificates:', '  - names: [a.example.com]', '    nmes: [b.example.com]',
+      'renew_treshold_days: 3', 'admin:', '  tokn_file: /x', '',
+    ].join('\n');
+    const err = problemsOf(text);
+    const lines = err.lines();
+    const expect: [string, RegExp, number?][] = [
+      ['memory', /memory storage lives in one process/],
+      ['kid-1', /eab_kid and eab_hmac_key go together/],
+      ['"bad"', /expected "host:port"/],
+      ['nmes', /unknown key "nmes" \(did you mean "names"\?\)/],
+      ['renew_treshold_days', /did you mean "renew_threshold_days"/],
+      ['tokn_file', /did you mean "token_file"/],
+    ];
+    assert.equal(lines.length, expect.length, lines.join('\n'));
+    for (const [needle, message] of expect) {
+      const { line, col } = posOf(text, needle);
+      const printed = lines.find((l) => l.startsWith(`acmed.yaml:${line}:${col}: `));
+      assert.ok(printed, `no problem at ${needle} (${line}:${col}) in\n${lines.join('\n')}`);
+      assert.match(printed, message);
+    }
+  });
+
+  test('several unknown keys in one mapping are reported one by one, and a far-off key gets no suggestion', () => {
+    const text = `${BASE}storage_config:\n  redis:\n    hots: a\n    zzzzzz: 1\n`;
+    const lines = problemsOf(text).lines();
+    assert.equal(lines.length, 2, lines.join('\n'));
+    assert.match(lines[0], /^acmed\.yaml:5:5: .*unknown key "hots" \(did you mean "host"\?\)$/);
+    assert.match(lines[1], /^acmed\.yaml:6:5: .*unknown key "zzzzzz"$/);
+  });
+
+  test('eab_hmac_key must be base64url, and the message does not echo it', () => {
+    const text = `${BASE}eab_kid: kid-1\neab_hmac_key: "s3cr3t value!!"\n`;
+    assertOneProblem(text, '"s3cr3t', /eab_hmac_key: must be base64url/);
+    assert.doesNotMatch(problemsOf(text).message, /s3cr3t/);
+    assert.equal(parseConfig(`${BASE}eab_kid: k\neab_hmac_key: zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W\n`).eab_hmac_key?.length, 64);
+  });
+});
+
+describe('admin listener keys', () => {
+  test('a TCP listener without a credential is refused at admin.listen', () => {
+    assertOneProblem(`${BASE}admin:\n  listen: "0.0.0.0:9443"\n`, '"0.0.0.0:9443"', /needs admin.token_file or admin.tls/);
+  });
+
+  test('token_file or complete mTLS with subjects is accepted', () => {
+    const token = parseConfig(`${BASE}admin:\n  listen: "127.0.0.1:9443"\n  token_file: /etc/acmed/token\n`);
+    assert.equal(token.admin.listen, '127.0.0.1:9443');
+    assert.equal(token.admin.socket, '/run/acmed/admin.sock');
+    const mtls = parseConfig(`${BASE}admin:\n  listen: "127.0.0.1:9443"\n  tls: { cert: /c, key: /k, client_ca: /ca, allowed_subjects: [ops@example.com] }\n`);
+    assert.deepEqual(mtls.admin.tls.allowed_subjects, ['ops@example.com']);
+  });
+
+  test('partial mTLS, mTLS without subjects and a credential without a listener are each named', () => {
+    assertOneProblem(`${BASE}admin:\n  listen: "127.0.0.1:9443"\n  token_file: /t\n  tls: { cert: /c }\n`, '/c', /missing admin.tls.key, admin.tls.client_ca/);
+    assertOneProblem(`${BASE}admin:\n  listen: "127.0.0.1:9443"\n  tls: { cert: /c, key: /k, client_ca: /ca }\n`, '/ca', /allowed_subjects is empty/);
+    assertOneProblem(`${BASE}admin:\n  token_file: /t\n`, '/t', /set admin.listen too/);
+  });
+});
