@@ -64,7 +64,16 @@ export function installHooks(client: ClientInternals, deps: HookDeps): void {
   const send = (url: string, method: string, opts: TransportRequestOptions = {}): Promise<TransportResponse> => {
     const scope = currentOrderScope();
     if (scope) scope.requests++;
-    return transport.request(url, method, { ...opts, signal: scope?.signal });
+    const sent = transport.request(url, method, { ...opts, signal: scope?.signal });
+    // log_level trace: every ACME request, for following a conversation with the CA.
+    if (log.isLevelEnabled('trace')) {
+      const started = Date.now();
+      sent.then(
+        (resp) => log.trace({ method: method.toUpperCase(), path: pathOf(url), status: resp.status, ms: Date.now() - started }, 'ACME request'),
+        (err: Error) => log.trace({ method: method.toUpperCase(), path: pathOf(url), err: err.message, ms: Date.now() - started }, 'ACME request failed'),
+      );
+    }
+    return sent;
   };
 
   // Set while an attempt runs: a request made inside it (the nonce HEAD of

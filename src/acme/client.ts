@@ -13,6 +13,7 @@
  * A failed validation ends the order at once rather than at the poll deadline.
  */
 import { Client } from 'acme-client';
+import { VERSION } from '../version.js';
 import type { ChallengePublisher } from '../challenge/publisher.js';
 import type { Logger } from '../log.js';
 import type { Storage } from '../storage/storage.js';
@@ -66,7 +67,11 @@ export interface CertificateRequest {
   resume?: PendingOrder;
   /** Called as soon as newOrder has answered and the key exists, so the caller can persist it for resume. */
   onOrderPlaced?: (pending: PendingOrder) => Promise<void>;
+  /** Told each step as it starts (ordering, validating, finalizing, downloading), for `acmed issue`'s progress. */
+  onStep?: (step: OrderStep) => void;
 }
+
+export type OrderStep = 'ordering' | 'validating' | 'finalizing' | 'downloading';
 
 /** The CA's suggested renewal window for one certificate (RFC 9773). */
 export interface RenewalInfoAnswer {
@@ -124,7 +129,7 @@ export class AcmeEngine {
   /** Loads (or creates and registers) the account and warms the directory and nonce pool. */
   static async create(opts: AcmeEngineOptions): Promise<AcmeEngine> {
     const nonces = new NoncePool();
-    const transport = new Transport({ caBundle: opts.caBundle, timeoutMs: opts.requestTimeoutMs, nonces, userAgent: 'acmed/0.1' });
+    const transport = new Transport({ caBundle: opts.caBundle, timeoutMs: opts.requestTimeoutMs, nonces, userAgent: `acmed/${VERSION}` });
     const accountKey = await loadOrCreateAccountKey(opts.storage);
     const accountUrl = await loadAccountUrl(opts.storage, opts.directoryUrl);
     const client = new Client({
@@ -142,6 +147,7 @@ export class AcmeEngine {
       await internals.http.getDirectory();
       if (accountUrl) {
         nonces.add(await internals.http.getNonce());
+        opts.log.info({ accountUrl, ca: opts.directoryUrl }, 'using the stored ACME account');
       } else {
         const url = await account.register();
         opts.log.info({ accountUrl: url }, 'registered ACME account');
@@ -239,12 +245,14 @@ export class AcmeEngine {
     signal?.throwIfAborted();
     const t0 = Date.now();
     const mark = (step: string) => this.opts.log.debug({ step, ms: Date.now() - t0, names: request.names }, 'order step');
+    request.onStep?.('ordering');
     const work = (request.resume ? await this.resumeOrder(request, request.resume) : null) ?? await this.placeOrder(request);
     mark(work.resumed ? 'order resumed' : 'order placed');
     const published: string[] = [];
     try {
       let order = work.order;
       if (order.status === 'pending') {
+        request.onStep?.('validating');
         order = await this.authorize(order, challenges, published, signal);
         mark('order ready');
       }
@@ -253,6 +261,7 @@ export class AcmeEngine {
         // Stored before finalizing, so a crash after it still finds the order.
         await work.persisted;
         signal?.throwIfAborted();
+        request.onStep?.('finalizing');
         order = await this.finalize(order, key, request.names, signal);
         mark('finalized');
       }
@@ -260,6 +269,7 @@ export class AcmeEngine {
         order = await this.waitForOrder(order, ['valid'], signal);
       }
       if (order.status !== 'valid') throw await this.explainInvalid(order);
+      request.onStep?.('downloading');
 
       const fullchain = await this.client.getCertificate(order as never, this.opts.preferredChain ?? undefined);
       mark('downloaded');

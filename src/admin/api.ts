@@ -17,57 +17,45 @@ import { HostNotAllowedError } from '../config/managed.js';
 import type { ListPage, ListQuery } from '../daemon/listing.js';
 import { HttpError, readBody, sendJson, truthy } from './http-util.js';
 import { parseListQuery } from './list-query.js';
+import { toWireOutcome, toWirePass, type CertificateStatus, type DaemonSummary, type HealthReport } from './wire.js';
+import type { JobProgress as IssueStep } from '../renewal/job.js';
+import type { AdminHandler } from './server.js';
 
 /** Rows built at a time when the whole list is asked for. */
 const STREAM_PAGE = 1_000;
+const NDJSON = 'application/x-ndjson';
 const ROWS_PER_WRITE = 100;
 
-export interface CertificateStatus {
-  host: string;
-  names: string[];
-  /** renewing: an order runs now; failed: the last attempt failed (see last_error, backoff_until). */
-  status: 'valid' | 'expired' | 'missing' | 'renewing' | 'failed';
-  not_before: string | null;
-  not_after: string | null;
-  valid: boolean;
-  serial_number: string | null;
-  issuer_cn: string | null;
-  location: string;
-  managed: boolean;
-  /** When the scheduler renews it, from the index; null only while there is no certificate. */
-  renew_at: string | null;
-  /** The rule that set renew_at: ari, threshold, lifetime-fraction, nearly-expired, expired. */
-  renew_reason: string | null;
-  failures: number;
-  last_error: string | null;
-  backoff_until: string | null;
-  /** An order placed and not finished (resumed after a restart). */
-  pending_order: string | null;
-}
-
-export interface HealthReport {
-  ok: boolean;
-  checks: Record<string, { ok: boolean } & Record<string, unknown>>;
-}
+export type { CertificateStatus, HealthReport } from './wire.js';
 
 export interface AdminBackend {
-  issue(host: string, force: boolean): Promise<IssueOutcome>;
-  renew(opts: { only?: string; force?: boolean }): Promise<PassResult>;
+  /** onStep hears the job's steps as they start (`acmed issue` on a terminal). */
+  issue(host: string, force: boolean, onStep?: (step: IssueStep) => void): Promise<IssueOutcome>;
+  /** `issue`: a host named in `only` that has no certificate yet is ordered rather than refused (NoCertificateError). */
+  renew(opts: { only?: string; force?: boolean; issue?: boolean }): Promise<PassResult>;
   /** Removes a certificate from storage, revoking it at the CA first when asked; null when there is none. */
   remove(host: string, opts: { revoke: boolean; reason: number }): Promise<{ name: string; revoked: boolean } | null>;
   /** One page of rows in host order (all rows when the query has no limit). */
   certificates(query: ListQuery): Promise<ListPage> | ListPage;
   certificate(host: string): Promise<CertificateStatus | null>;
   health(): Promise<HealthReport>;
+  summary(): Promise<DaemonSummary>;
   /** The exposition in pieces, written as they come (15 MB at 100,000 certificates). */
   metrics(): { contentType: string; chunks: AsyncIterable<string> };
   /** The CA's backoff state, shown beside the certificate list. */
   ca(): CaState;
 }
 
+/** `acmed renew <host>` for a host that has never had a certificate. */
+export class NoCertificateError extends HttpError {
+  constructor(host: string) {
+    super(404, `no certificate for ${host} to renew; "acmed issue ${host}" (or "acmed renew --issue ${host}") orders one`);
+  }
+}
+
 type Handler = (req: http.IncomingMessage, res: http.ServerResponse, params: string[], url: URL) => Promise<void>;
 
-export function createAdminHandler(backend: AdminBackend, log: Logger): http.RequestListener {
+export function createAdminHandler(backend: AdminBackend, log: Logger): AdminHandler {
   const routes: { method: string; path: RegExp; handler: Handler }[] = [
     {
       method: 'POST', path: /^\/acme$/, handler: async (req, res) => {
@@ -77,11 +65,15 @@ export function createAdminHandler(backend: AdminBackend, log: Logger): http.Req
         if (truthy(body.test_http_challenge_flow)) {
           throw new HttpError(501, 'test_http_challenge_flow is not supported by acmed yet; no certificate was ordered');
         }
-        const outcome = await backend.issue(body.host, truthy(body.force));
-        const message = outcome.issued
+        const message = (outcome: IssueOutcome) => outcome.issued
           ? `certificate for ${outcome.name} is created`
           : `certificate for ${outcome.name} is already valid until ${outcome.notAfter}`;
-        sendJson(res, outcome.issued ? 201 : 200, { message, data: outcome });
+        if (String(req.headers.accept ?? '').includes(NDJSON)) {
+          await streamIssue(res, (onStep) => backend.issue(body.host as string, truthy(body.force), onStep), message);
+          return;
+        }
+        const outcome = await backend.issue(body.host, truthy(body.force));
+        sendJson(res, outcome.issued ? 201 : 200, { message: message(outcome), data: toWireOutcome(outcome) });
       },
     },
     {
@@ -92,12 +84,13 @@ export function createAdminHandler(backend: AdminBackend, log: Logger): http.Req
         const body = await readBody(req);
         const only = typeof body.host === 'string' && body.host !== '' ? body.host : undefined;
         const force = truthy(body.force);
+        const issue = truthy(body.issue);
         if (!truthy(url.searchParams.get('wait'))) {
-          backend.renew({ only, force }).catch((err: Error) => log.error({ err: err.message }, 'background renewal pass failed'));
+          backend.renew({ only, force, issue }).catch((err: Error) => log.error({ err: err.message }, 'background renewal pass failed'));
           sendJson(res, 202, { message: 'renewal of certificates started' });
           return;
         }
-        sendJson(res, 200, { data: await backend.renew({ only, force }) });
+        sendJson(res, 200, { data: toWirePass(await backend.renew({ only, force, issue })) });
       },
     },
     {
@@ -131,8 +124,8 @@ export function createAdminHandler(backend: AdminBackend, log: Logger): http.Req
       method: 'DELETE', path: /^\/acme\/certificates\/([^/]+)$/, handler: async (_req, res, [host], url) => {
         const reason = Number(url.searchParams.get('reason') ?? 0);
         if (![0, 1, 3, 4, 5].includes(reason)) throw new HttpError(400, 'reason must be 0, 1, 3, 4 or 5 (RFC 5280 codes the CA accepts)');
-        const removed = await backend.remove(decodeURIComponent(host), { revoke: truthy(url.searchParams.get('revoke')), reason });
-        if (!removed) throw new HttpError(404, `no certificate for ${decodeURIComponent(host)}`);
+        const removed = await backend.remove(host, { revoke: truthy(url.searchParams.get('revoke')), reason });
+        if (!removed) throw new HttpError(404, `no certificate for ${host}`);
         sendJson(res, 200, {
           message: `certificate ${removed.name} ${removed.revoked ? 'revoked and ' : ''}removed from storage`,
           data: removed,
@@ -152,6 +145,12 @@ export function createAdminHandler(backend: AdminBackend, log: Logger): http.Req
       },
     },
     {
+      // acmed's addition: what `acmed status` shows.
+      method: 'GET', path: /^\/acme\/status$/, handler: async (_req, res) => {
+        sendJson(res, 200, { data: await backend.summary() });
+      },
+    },
+    {
       method: 'GET', path: /^\/healthz$/, handler: async (_req, res) => {
         const health = await backend.health();
         sendJson(res, health.ok ? 200 : 503, { status: health.ok ? 'ok' : 'unhealthy', checks: health.checks });
@@ -159,8 +158,14 @@ export function createAdminHandler(backend: AdminBackend, log: Logger): http.Req
     },
   ];
 
-  return (req, res) => {
+  return (req, res, caller) => {
+    const started = Date.now();
     const url = new URL(req.url ?? '/', 'http://admin');
+    // Who did what: every request once, when answered (scrapes and health probes at debug).
+    res.once('finish', () => {
+      const quiet = req.method === 'GET' && (url.pathname === '/metrics' || url.pathname === '/healthz');
+      log[quiet ? 'debug' : 'info']({ caller, method: req.method, path: url.pathname, status: res.statusCode, ms: Date.now() - started }, 'admin request');
+    });
     const match = routes.map((r) => ({ r, m: r.path.exec(url.pathname) })).filter((x) => x.m);
     const route = match.find((x) => x.r.method === req.method);
     if (!route) {
@@ -168,13 +173,45 @@ export function createAdminHandler(backend: AdminBackend, log: Logger): http.Req
       else sendJson(res, 404, { message: 'Not found' });
       return;
     }
-    route.r.handler(req, res, route.m!.slice(1), url).catch((err: unknown) => {
+    Promise.resolve().then(() => route.r.handler(req, res, route.m!.slice(1).map(decodePathSegment), url)).catch((err: unknown) => {
       const { status, body, headers } = toErrorResponse(err);
-      if (status >= 500) log.error({ err: (err as Error).message, path: url.pathname }, 'admin request failed');
+      // Typed failures (an order the CA refused, a store that is down) were logged by whoever raised them; only the unexpected are logged here.
+      if (status === 500) log.error({ err: (err as Error).message, path: url.pathname }, 'admin request failed');
       if (!res.headersSent) sendJson(res, status, body, headers);
       else res.destroy();
     });
   };
+}
+
+/**
+ * `POST /acme` with `Accept: application/x-ndjson`: one JSON line per step as
+ * it starts, then one line with the answer the plain request would have
+ * given (its HTTP status as `status`). The HTTP status is 200: it was sent
+ * before the outcome was known.
+ */
+async function streamIssue(
+  res: http.ServerResponse,
+  issue: (onStep: (step: IssueStep) => void) => Promise<IssueOutcome>,
+  message: (outcome: IssueOutcome) => string,
+): Promise<void> {
+  res.writeHead(200, { 'content-type': NDJSON, 'cache-control': 'no-store' });
+  res.write(`${JSON.stringify({ step: 'queued', elapsed_ms: 0 })}\n`);
+  try {
+    const outcome = await issue((step) => res.write(`${JSON.stringify({ step: step.step, elapsed_ms: step.elapsedMs })}\n`));
+    res.end(`${JSON.stringify({ status: outcome.issued ? 201 : 200, message: message(outcome), data: toWireOutcome(outcome) })}\n`);
+  } catch (err) {
+    const { status, body } = toErrorResponse(err);
+    res.end(`${JSON.stringify({ status, ...body })}\n`);
+  }
+}
+
+/** A path segment as text; a malformed percent-encoding is the client's mistake (400), not a crash (500). */
+function decodePathSegment(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    throw new HttpError(400, `malformed percent-encoding in the path: ${JSON.stringify(segment.slice(0, 100))}`);
+  }
 }
 
 async function streamAllRows(res: http.ServerResponse, backend: AdminBackend, query: ListQuery): Promise<void> {

@@ -3,7 +3,7 @@ import { ConfigError, loadConfig } from '../config/load.js';
 import { resolveConfigPath } from '../config/path.js';
 import { Daemon } from '../daemon/daemon.js';
 import { notifySystemd } from '../daemon/systemd.js';
-import { CliError } from './admin-client.js';
+import { CliError } from './errors.js';
 
 /** systemd gives a stop 90 s by default; acmed promises 10. */
 const STOP_DEADLINE_MS = 10_000;
@@ -80,7 +80,7 @@ export async function runDaemon(flag?: string): Promise<void> {
   });
 
   // READY once port 80 and the admin socket listen; the index loads after (100,000 records take seconds).
-  daemon = await Daemon.start({ config, onListening: () => void notifySystemd('--ready', 'STATUS=loading the certificate index') });
+  daemon = await Daemon.start({ config, configPath: file, onListening: () => void notifySystemd('--ready', 'STATUS=loading the certificate index') });
   started();
   if (stopRequested) {
     stop(stopRequested);

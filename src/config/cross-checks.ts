@@ -25,27 +25,33 @@ export function crossFieldChecks(config: Raw, ctx: z.RefinementCtx): void {
   adminChecks(section(config.admin), ctx);
 }
 
-/** A TCP admin listener is a remote root shell for certificates: never without a credential. */
+/**
+ * A TCP admin listener is a remote root shell for certificates: never
+ * without a credential. tls.cert + key alone give HTTPS for a token; with
+ * client_ca, client certificates are required (mutual TLS).
+ */
 function adminChecks(admin: Raw, ctx: z.RefinementCtx): void {
   const tls = section(admin.tls);
-  const tlsKeys = ['cert', 'key', 'client_ca'] as const;
-  const tlsSet = tlsKeys.filter((k) => isSet(tls[k]));
-  if (tlsSet.length > 0 && tlsSet.length < tlsKeys.length) {
-    const missing = tlsKeys.filter((k) => !isSet(tls[k])).map((k) => `admin.tls.${k}`).join(', ');
-    ctx.addIssue({ code: 'custom', path: ['admin', 'tls', tlsSet[0]], message: `mutual TLS needs admin.tls.cert, key and client_ca together; missing ${missing}` });
+  const issue = (path: string[], message: string) => ctx.addIssue({ code: 'custom', path: ['admin', ...path], message });
+  if (isSet(tls.cert) !== isSet(tls.key)) {
+    issue(['tls', isSet(tls.cert) ? 'cert' : 'key'], 'admin.tls.cert and admin.tls.key go together');
   }
+  const mutual = isSet(tls.client_ca);
+  if (mutual && !(isSet(tls.cert) && isSet(tls.key))) {
+    issue(['tls', 'client_ca'], 'mutual TLS needs the server\'s own admin.tls.cert and admin.tls.key too');
+  }
+  if (mutual && Array.isArray(tls.allowed_subjects) && tls.allowed_subjects.length === 0) {
+    issue(['tls', 'client_ca'], 'admin.tls.allowed_subjects is empty: name the client identities (email, CN or DNS name) that may use the API');
+  }
+  const credential = isSet(admin.token_file) || mutual;
   if (!isSet(admin.listen)) {
-    if (isSet(admin.token_file) || tlsSet.length > 0) {
+    if (credential || isSet(tls.cert)) {
       const key = isSet(admin.token_file) ? 'token_file' : 'tls';
-      ctx.addIssue({ code: 'custom', path: ['admin', key], message: `admin.${key} applies to the TCP listener: set admin.listen too (the unix socket needs no credential)` });
+      issue([key], `admin.${key} applies to the TCP listener: set admin.listen too (the unix socket needs no credential)`);
     }
     return;
   }
-  if (!isSet(admin.token_file) && tlsSet.length === 0) {
-    ctx.addIssue({ code: 'custom', path: ['admin', 'listen'], message: 'a TCP admin listener needs admin.token_file or admin.tls (cert, key, client_ca): acmed will not open its API to the network without a credential' });
-  }
-  const subjects = tls.allowed_subjects;
-  if (tlsSet.length === tlsKeys.length && Array.isArray(subjects) && subjects.length === 0) {
-    ctx.addIssue({ code: 'custom', path: ['admin', 'tls', 'client_ca'], message: 'admin.tls.allowed_subjects is empty: name the client identities (email, CN or DNS name) that may use the API' });
+  if (!credential) {
+    issue(['listen'], 'a TCP admin listener needs admin.token_file or mutual TLS (admin.tls.cert, key, client_ca): acmed will not open its API to the network without a credential');
   }
 }

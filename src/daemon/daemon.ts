@@ -18,9 +18,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { isDeepStrictEqual } from 'node:util';
 import { AcmeEngine } from '../acme/client.js';
 import { isCaFault } from '../acme/errors.js';
-import { createAdminHandler, type AdminBackend, type HealthReport } from '../admin/api.js';
+import { createAdminHandler, NoCertificateError, type AdminBackend, type HealthReport } from '../admin/api.js';
 import { createMetrics, type DaemonMetrics } from '../admin/metrics.js';
 import { closeAdminSocket, listenAdminSocket } from '../admin/server.js';
+import { AdminTcpListener } from '../admin/tcp-listener.js';
 import { ChallengeServer } from '../challenge/server.js';
 import { ChallengeTokens } from '../challenge/tokens.js';
 import { certificateForHost, type ManagedCertificate } from '../config/managed.js';
@@ -29,7 +30,10 @@ import { createLogger, type Logger } from '../log.js';
 import { CaBackoff } from '../renewal/ca-backoff.js';
 import { recordJobEvents } from '../renewal/index-events.js';
 import { CertificateIndex } from '../renewal/index.js';
-import type { IssueOutcome } from '../renewal/job.js';
+import type { IssueOutcome, JobProgress } from '../renewal/job.js';
+import type { DaemonSummary } from '../admin/wire.js';
+import { stateOf } from './status.js';
+import { VERSION } from '../version.js';
 import { Renewer } from '../renewal/renewer.js';
 import { realTimers, type Timers } from '../renewal/due-queue.js';
 import { WorkQueue } from '../renewal/work-queue.js';
@@ -59,6 +63,8 @@ export interface DaemonOptions {
    * index wait for it.
    */
   onListening?: () => void;
+  /** The config file's path, shown by `acmed status` and logged at start. */
+  configPath?: string;
 }
 
 /** Running orders get this long to finish on shutdown before they are abandoned. */
@@ -74,6 +80,10 @@ export class Daemon {
   private loadedEngine?: AcmeEngine;
   private readonly metrics: DaemonMetrics;
   private adminServer?: http.Server;
+  /** admin.listen: the API for other machines, behind a token or mutual TLS. */
+  private adminTcp?: AdminTcpListener;
+  private readonly startedAt = Date.now();
+  private configPath?: string;
   private stopped?: Promise<void>;
   private indexLoaded?: Promise<void>;
   private caProbing = false;
@@ -158,11 +168,16 @@ export class Daemon {
     try {
       await challengeServer.listen(daemon.listenAddresses(config));
       daemon.adminServer = await listenAdminSocket(config.admin.socket, createAdminHandler(daemon.adminBackend(), log));
+      if (config.admin.listen) daemon.adminTcp = await AdminTcpListener.open(config.admin, createAdminHandler(daemon.adminBackend(), log), log);
     } catch (err) {
       await daemon.stop();
       throw err;
     }
-    log.info({ challenge: challengeServer.boundAddresses(), admin: config.admin.socket, storage: storage.kind }, 'acmed started');
+    daemon.configPath = opts.configPath;
+    log.info({
+      version: VERSION, config: opts.configPath ?? null, ca: config.api_uri, challenge: challengeServer.boundAddresses(),
+      admin: config.admin.socket, admin_listen: config.admin.listen, storage: storage.kind,
+    }, 'acmed started');
     opts.onListening?.();
     // Load the account now, so the first order does not pay for it.
     void daemon.engine().catch(() => {});
@@ -309,8 +324,22 @@ export class Daemon {
   }
 
   /** A job for a host, waiting for its result and its deploy hook (acmed issue, POST /acme). */
-  async issue(host: string, force = false): Promise<IssueOutcome> {
-    const outcome = await this.submit(certificateForHost(this.current, host), force);
+  async issue(host: string, force = false, onStep?: (step: JobProgress) => void): Promise<IssueOutcome> {
+    const cert = certificateForHost(this.current, host);
+    const listener = (step: JobProgress) => {
+      if (step.name === cert.name) onStep?.(step);
+    };
+    if (onStep) this.issuer.on('progress', listener);
+    try {
+      return await this.issueAndDeploy(cert, force);
+    } finally {
+      this.issuer.off('progress', listener);
+    }
+  }
+
+  private async issueAndDeploy(cert: ManagedCertificate, force: boolean): Promise<IssueOutcome> {
+    const outcome = await this.submit(cert, force);
+    if (outcome.issued && this.current.deploy_hook) this.issuer.emit('progress', { name: outcome.name, step: 'deploy hook', elapsedMs: outcome.durationMs });
     const hook = await this.hooks.resultOf(outcome);
     return hook ? { ...outcome, deployHook: { ok: hook.ok, exitCode: hook.exitCode, timedOut: hook.timedOut, output: hook.output } } : outcome;
   }
@@ -349,11 +378,21 @@ export class Daemon {
       this.adminServer = await listenAdminSocket(applied.admin.socket, createAdminHandler(this.adminBackend(), this.log));
       if (old) await closeAdminSocket(old, previous.admin.socket);
     }
+    await this.reloadAdminTcp(applied);
     this.queue.resize(applied.max_concurrent_orders);
     this.listing.invalidate(); // `certificates` may have changed
     if (previous.renew_threshold_days !== applied.renew_threshold_days) await this.index.replan().catch(() => {});
     await this.renewer.start();
     this.log.info({ certificates: applied.certificates.length, challenge: this.challengeServer.boundAddresses() }, 'config reloaded');
+  }
+
+  /** Credentials are read again on every reload, so a rotated token or certificate takes effect. */
+  private async reloadAdminTcp(applied: Config): Promise<void> {
+    const kept = applied.admin.listen && this.adminTcp ? await this.adminTcp.reload(applied.admin) : null;
+    if (kept) return;
+    // Closed first: the new listener may want the same port.
+    await this.adminTcp?.close();
+    this.adminTcp = applied.admin.listen ? await AdminTcpListener.open(applied.admin, createAdminHandler(this.adminBackend(), this.log), this.log) : undefined;
   }
 
   /** Stops taking work, lets running orders finish (abandoning them after a grace period), closes everything. */
@@ -362,7 +401,10 @@ export class Daemon {
       this.issuer.stopAccepting();
       this.queue.cancelWaiting(() => new ShuttingDownError());
       // No new admin connections; the ones waiting on an order get their answer below.
-      const adminClosed = this.adminServer ? closeAdminSocket(this.adminServer, this.current.admin.socket) : Promise.resolve();
+      const adminClosed = Promise.all([
+        this.adminServer ? closeAdminSocket(this.adminServer, this.current.admin.socket) : undefined,
+        this.adminTcp?.close(),
+      ]);
       await this.indexLoaded?.catch(() => {});
       await this.renewer.stop();
       const drained = await Promise.race([
@@ -409,10 +451,15 @@ export class Daemon {
     // Admin calls that read the index wait for its load (a second or two at 100,000 certificates).
     const loaded = () => this.indexLoaded?.catch(() => {});
     return {
-      issue: (host, force) => this.issue(host, force),
+      issue: (host, force, onStep) => this.issue(host, force, onStep),
       renew: async (opts) => {
         await loaded();
-        return this.renewer.pass(opts);
+        if (opts.only && !opts.issue) {
+          // "renew" of a name that never had a certificate is a typo more often than a wish: say so.
+          const cert = certificateForHost(this.current, opts.only);
+          if (!this.index.get(cert.name)?.notAfter) throw new NoCertificateError(opts.only);
+        }
+        return this.renewer.pass({ only: opts.only, force: opts.force });
       },
       remove: async (host, opts) => {
         await loaded();
@@ -427,6 +474,10 @@ export class Daemon {
         return this.listing.find(host);
       },
       health: () => this.health(),
+      summary: async () => {
+        await loaded();
+        return this.summary();
+      },
       metrics: () => ({ contentType: this.metrics.contentType, chunks: this.metrics.chunks() }),
       ca: () => this.ca.state(),
     };
@@ -479,6 +530,28 @@ export class Daemon {
           overdue, queued: this.queue.pending.length, running: this.queue.running.length,
         },
       },
+    };
+  }
+
+  /** `acmed status`: the daemon at a glance. */
+  async summary(): Promise<DaemonSummary> {
+    const store = await this.storage.probe();
+    const ca = this.ca.state();
+    const nowMs = this.now();
+    const running = new Set(this.queue.running);
+    const byStatus: Record<string, number> = { valid: 0, expired: 0, missing: 0, renewing: 0, failed: 0 };
+    for (const record of this.index.all()) byStatus[stateOf(record, nowMs, running)]++;
+    const next = this.renewer.due.next();
+    return {
+      version: VERSION,
+      started_at: new Date(this.startedAt).toISOString(),
+      uptime_seconds: Math.round((Date.now() - this.startedAt) / 1000),
+      config: this.configPath ?? null,
+      ca: { url: this.current.api_uri, up: ca.up, until: ca.until, last_error: ca.lastError },
+      storage: { kind: this.storage.kind, up: store.up && store.writable },
+      certificates: { total: this.index.size, by_status: byStatus },
+      next_renewal: next ? { name: next.name, at: next.at.toISOString() } : null,
+      running_orders: this.queue.running.length,
     };
   }
 

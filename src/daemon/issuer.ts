@@ -17,7 +17,7 @@ import type { AcmeEngine, IssuedCertificate, PendingOrder } from '../acme/client
 import { errorKind, isCaFault, AcmeError, type AcmeProblemError } from '../acme/errors.js';
 import type { ChallengePublisher } from '../challenge/publisher.js';
 import type { ManagedCertificate } from '../config/managed.js';
-import type { FailureBlame, IssueJob, IssueOutcome, JobEvent } from '../renewal/job.js';
+import type { FailureBlame, IssueJob, IssueOutcome, JobEvent, JobProgress } from '../renewal/job.js';
 import type { Logger } from '../log.js';
 import { isBackedOff, type BackoffRecord } from '../renewal/backoff.js';
 import type { CaBackoff } from '../renewal/ca-backoff.js';
@@ -83,12 +83,14 @@ export interface IssuerOptions {
   now?: () => number;
 }
 
-export class Issuer extends EventEmitter<{ outcome: [JobEvent] }> {
+export class Issuer extends EventEmitter<{ outcome: [JobEvent]; progress: [JobProgress] }> {
   private readonly shutdown = new AbortController();
   private accepting = true;
 
   constructor(private readonly opts: IssuerOptions) {
     super();
+    // Each `acmed issue` on a terminal listens to 'progress' while it waits; 300 at once are normal.
+    this.setMaxListeners(0);
   }
 
   /** Refuses new jobs; running ones go on. */
@@ -140,6 +142,8 @@ export class Issuer extends EventEmitter<{ outcome: [JobEvent] }> {
     const { storage, index, spool } = this.opts;
     const { cert } = job;
     const signal = AbortSignal.any([this.shutdown.signal, lock.signal]);
+    const step = (name: JobProgress['step']) => this.emit('progress', { name: cert.name, step: name, elapsedMs: Date.now() - started });
+    step('locked');
     // Another instance (or an earlier run) may have done the work meanwhile: decide on fresh data.
     await index.refresh(cert.name);
     const stored = await storage.getCertificate(cert.name);
@@ -159,7 +163,7 @@ export class Issuer extends EventEmitter<{ outcome: [JobEvent] }> {
       throw new BackedOffError(cert.name, record.backoff); // recorded by another instance meanwhile
     }
 
-    const issued = await this.order(job, signal, stored && covers(stored) ? record?.ari?.certId : undefined);
+    const issued = await this.order(job, signal, stored && covers(stored) ? record?.ari?.certId : undefined, step);
     const bundle: CertificateBundle = {
       name: cert.name, names: cert.names, cert: issued.cert, chain: issued.chain, fullchain: issued.fullchain, privkey: issued.privkey,
       notBefore: issued.notBefore.toISOString(), notAfter: issued.notAfter.toISOString(),
@@ -172,12 +176,13 @@ export class Issuer extends EventEmitter<{ outcome: [JobEvent] }> {
       if (isStoreFault(err)) throw new CertificateHeldError(cert.name, err as Error);
       throw err;
     }
+    step('stored');
     await this.forgetOrder(cert);
     return this.issuedEvent(cert, bundle, { requests: issued.requests, started, resumed: issued.resumed });
   }
 
   /** Asks the CA, through the CA backoff gate, resuming a pending order when there is one. */
-  private async order(job: IssueJob, signal: AbortSignal, replaces: string | undefined): Promise<IssuedCertificate> {
+  private async order(job: IssueJob, signal: AbortSignal, replaces: string | undefined, onStep: (step: JobProgress['step']) => void): Promise<IssuedCertificate> {
     const { cert } = job;
     const { ca, log } = this.opts;
     const { probe } = await ca.admit();
@@ -191,7 +196,7 @@ export class Issuer extends EventEmitter<{ outcome: [JobEvent] }> {
       const resume = await this.pendingOrder(cert);
       const issued = await engine.issue({
         names: cert.names, ...this.opts.keyType(), replaces, signal, resume,
-        onOrderPlaced: (pending) => this.rememberOrder(cert, pending),
+        onOrderPlaced: (pending) => this.rememberOrder(cert, pending), onStep,
       }, this.opts.tokens);
       ca.success();
       answered = true;

@@ -30,6 +30,14 @@ export interface IssueOutcome {
   deployHook?: { ok: boolean; exitCode: number | null; timedOut: boolean; output: string };
 }
 
+/** A job's step as it starts, for whoever watches it (`acmed issue` on a terminal). */
+export interface JobProgress {
+  name: string;
+  step: 'locked' | 'ordering' | 'validating' | 'finalizing' | 'downloading' | 'stored' | 'deploy hook';
+  /** Since the job started (after any wait in the queue). */
+  elapsedMs: number;
+}
+
 /** Why a job ended without a new certificate, from the host's point of view. */
 export type FailureBlame = 'host' | 'ca' | 'store' | 'lock' | 'account' | 'shutdown';
 

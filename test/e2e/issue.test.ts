@@ -266,10 +266,10 @@ test('GET /metrics and /healthz on the admin socket', async () => {
 test('acmed renew: nothing due renews nothing; one host with --force renews it; PATCH /acme answers 202', async () => {
   const all = await acmed.cli(['renew', '--json']);
   assert.equal(all.code, 0, all.stderr);
-  const pass = JSON.parse(all.stdout) as { checked: number; renewed: string[]; notDue: number; failed: unknown[] };
+  const pass = JSON.parse(all.stdout) as { checked: number; renewed: string[]; not_due: number; failed: unknown[] };
   assert.ok(pass.checked >= 2, all.stdout);
   assert.deepEqual(pass.renewed, []);
-  assert.equal(pass.notDue, pass.checked);
+  assert.equal(pass.not_due, pass.checked);
 
   const certPath = join(acmed.storagePath, 'live', 'a.example.com', 'cert.pem');
   const before = new X509Certificate(await readFile(certPath)).serialNumber;

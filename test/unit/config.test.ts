@@ -388,7 +388,7 @@ describe('check-config reports every problem at once', () => {
 
 describe('admin listener keys', () => {
   test('a TCP listener without a credential is refused at admin.listen', () => {
-    assertOneProblem(`${BASE}admin:\n  listen: "0.0.0.0:9443"\n`, '"0.0.0.0:9443"', /needs admin.token_file or admin.tls/);
+    assertOneProblem(`${BASE}admin:\n  listen: "0.0.0.0:9443"\n`, '"0.0.0.0:9443"', /needs admin.token_file or mutual TLS/);
   });
 
   test('token_file or complete mTLS with subjects is accepted', () => {
@@ -400,7 +400,9 @@ describe('admin listener keys', () => {
   });
 
   test('partial mTLS, mTLS without subjects and a credential without a listener are each named', () => {
-    assertOneProblem(`${BASE}admin:\n  listen: "127.0.0.1:9443"\n  token_file: /t\n  tls: { cert: /c }\n`, '/c', /missing admin.tls.key, admin.tls.client_ca/);
+    assertOneProblem(`${BASE}admin:\n  listen: "127.0.0.1:9443"\n  token_file: /t\n  tls: { cert: /c }\n`, '/c', /admin.tls.cert and admin.tls.key go together/);
+    assertOneProblem(`${BASE}admin:\n  listen: "127.0.0.1:9443"\n  tls: { client_ca: /ca, allowed_subjects: [a] }\n`, '/ca', /needs the server's own admin.tls.cert/);
+    assertOneProblem(`${BASE}admin:\n  listen: "127.0.0.1:9443"\n  tls: { cert: /c, key: /k }\n`, '"127.0.0.1:9443"', /needs admin.token_file or mutual TLS/);
     assertOneProblem(`${BASE}admin:\n  listen: "127.0.0.1:9443"\n  tls: { cert: /c, key: /k, client_ca: /ca }\n`, '/ca', /allowed_subjects is empty/);
     assertOneProblem(`${BASE}admin:\n  token_file: /t\n`, '/t', /set admin.listen too/);
   });
