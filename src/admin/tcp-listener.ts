@@ -23,7 +23,7 @@ export class AdminCredentialError extends Error {
 export class AdminTcpListener {
   private policy: CallerPolicy = {};
 
-  private constructor(private readonly server: http.Server, private listen: string, private readonly secure: boolean) {}
+  private constructor(private readonly server: http.Server, private listen: string, private readonly mode: ListenerMode) {}
 
   static async open(admin: Config['admin'], handler: AdminHandler, log: Logger): Promise<AdminTcpListener> {
     const credentials = await readCredentials(admin);
@@ -42,7 +42,7 @@ export class AdminTcpListener {
     server.on('tlsClientError', (err: Error, socket) => {
       log.warn({ err: err.message, remote: socket.remoteAddress }, 'admin TLS handshake refused');
     });
-    const listener = new AdminTcpListener(server, admin.listen!, credentials.tls !== undefined);
+    const listener = new AdminTcpListener(server, admin.listen!, modeOf(admin));
     listener.policy = credentials.policy;
     const [host, port] = splitListen(admin.listen!);
     await new Promise<void>((resolve, reject) => {
@@ -59,11 +59,13 @@ export class AdminTcpListener {
   /**
    * SIGHUP: the same address keeps its socket and takes the credentials read
    * again (a rotated token or certificate); another address, or a switch
-   * between HTTP and HTTPS, needs a new listener (null: reopen).
+   * between HTTP, HTTPS and mutual TLS (whether the handshake asks for a
+   * client certificate is fixed when the server is made), needs a new
+   * listener (null: reopen).
    */
   async reload(admin: Config['admin']): Promise<AdminTcpListener | null> {
     const credentials = await readCredentials(admin);
-    if (admin.listen !== this.listen || (credentials.tls !== undefined) !== this.secure) return null;
+    if (admin.listen !== this.listen || modeOf(admin) !== this.mode) return null;
     if (credentials.tls) (this.server as https.Server).setSecureContext(credentials.tls);
     this.policy = credentials.policy;
     return this;
@@ -80,6 +82,13 @@ export class AdminTcpListener {
     const addr = this.server.address();
     return typeof addr === 'object' && addr ? `${addr.address}:${addr.port}` : this.listen;
   }
+}
+
+type ListenerMode = 'http' | 'https' | 'mutual-tls';
+
+function modeOf(admin: Config['admin']): ListenerMode {
+  if (!admin.tls.cert) return 'http';
+  return admin.tls.client_ca ? 'mutual-tls' : 'https';
 }
 
 async function readCredentials(admin: Config['admin']): Promise<{ policy: CallerPolicy; tls?: https.ServerOptions }> {

@@ -74,7 +74,9 @@ function connectionError(target: AdminTarget, err: NodeJS.ErrnoException): CliEr
   if (err.code === 'ECONNREFUSED') return new CliError(`no acmed answers at ${where} (connection refused)`);
   if (err.code === 'ENOTFOUND' || err.code === 'EAI_AGAIN') return new CliError(`cannot resolve ${target.url.hostname} for ${where}`);
   if (err.code === 'ECONNRESET' || /alert|certificate|handshake/i.test(err.message)) {
-    return new CliError(`the TLS handshake with ${where} failed (${err.message}); check --cert/--key (the daemon's admin.tls.client_ca must have signed it) and --cacert`);
+    // OpenSSL's text carries its source file and line: keep the alert, which says what happened.
+    const reason = /alert [a-z ]+/i.exec(err.message)?.[0] ?? err.message.split('\n')[0];
+    return new CliError(`the TLS handshake with ${where} failed (${reason}); check --cert/--key (the daemon's admin.tls.client_ca must have signed it) and --cacert`);
   }
   return new CliError(`cannot talk to acmed at ${where}: ${err.message}`);
 }
