@@ -93,5 +93,5 @@ function socketFromConfig(flag: string | undefined, env: NodeJS.ProcessEnv): str
 }
 
 function configProblem(err: unknown): unknown {
-  return err instanceof ConfigError ? new CliError(err.lines().join('\n'), 2) : err;
+  return err instanceof ConfigError ? new CliError(err.lines().join('\n')) : err;
 }
