@@ -13,11 +13,11 @@ export type AdminHandler = (req: http.IncomingMessage, res: http.ServerResponse,
 
 /**
  * Limits for both admin listeners: the headers within 10 s and the whole
- * request (body included) within 30 s, so a slow client cannot hold a
+ * request (body included) within 15 s, so a slow client cannot hold a
  * connection; the answer to a synchronous `acmed issue` may take longer.
  */
 export const SERVER_LIMITS: http.ServerOptions = {
-  headersTimeout: 10_000, requestTimeout: 30_000, maxHeaderSize: 16 * 1024,
+  headersTimeout: 10_000, requestTimeout: 15_000, maxHeaderSize: 16 * 1024,
   // Node checks those timeouts every 30 s by default: a slow client would outlive them by that much.
   connectionsCheckingInterval: 1_000,
 };
