@@ -6,12 +6,37 @@
  * itself from each response.
  */
 
+import { AcmedError } from '../errors.js';
+
 const PROBLEM_PREFIX = 'urn:ietf:params:acme:error:';
 
-export class AcmeError extends Error {
-  readonly code: string = 'ACME_ERROR';
+export class AcmeError extends AcmedError {
+  override readonly code: string = 'ACME_ERROR';
   /** How long the CA asked us to wait before trying again, if it said. */
   retryAfterMs?: number;
+
+  /** To an admin caller: the CA's rate limit is 429, any other CA failure 502 (a bad gateway, from the caller's side). */
+  override get status(): number {
+    return this.kind === 'rateLimited' ? 429 : 502;
+  }
+
+  override get kind(): string {
+    return errorKind(this);
+  }
+
+  override apiBody(): Record<string, unknown> {
+    const problem = (this as { problem?: AcmeProblem }).problem;
+    return {
+      message: `ACME order failed: ${this.message}`,
+      kind: this.kind,
+      ...(problem ? { problem } : {}),
+      ...(this.retryAfterMs !== undefined ? { retry_after: Math.ceil(this.retryAfterMs / 1000) } : {}),
+    };
+  }
+
+  override headers(): Record<string, string> {
+    return this.retryAfterMs !== undefined ? { 'retry-after': String(Math.ceil(this.retryAfterMs / 1000)) } : {};
+  }
 }
 
 export interface AcmeProblem {

@@ -5,15 +5,12 @@
  */
 import { once } from 'node:events';
 import type http from 'node:http';
-import { AcmeError, AcmeProblemError, errorKind } from '../acme/errors.js';
-import { InvalidHostnameError } from '../hostname.js';
 import type { Logger } from '../log.js';
-import { AccountUnavailableError, BackedOffError, CertificateHeldError, ShuttingDownError, type IssueOutcome } from '../daemon/issuer.js';
-import { CaUnavailableError, type CaState } from '../renewal/ca-backoff.js';
+import type { IssueOutcome } from '../daemon/issuer.js';
+import type { CaState } from '../renewal/ca-backoff.js';
 import type { PassResult } from '../renewal/renewer.js';
+import { AcmedError } from '../errors.js';
 import { isStoreFault } from '../storage/errors.js';
-import { LockLostError, LockTimeoutError } from '../storage/lock.js';
-import { HostNotAllowedError } from '../config/managed.js';
 import type { ListPage, ListQuery } from '../daemon/listing.js';
 import { HttpError, readBody, sendJson, truthy } from './http-util.js';
 import { parseListQuery } from './list-query.js';
@@ -242,41 +239,10 @@ async function writeRows(res: http.ServerResponse, rows: CertificateStatus[], fi
   }
 }
 
+/** Every deliberate error says its own status and body (AcmedError); a store's errno is the store's fault; the rest is a bug. */
 function toErrorResponse(err: unknown): { status: number; body: Record<string, unknown>; headers?: Record<string, string> } {
-  if (err instanceof HttpError) return { status: err.status, body: { message: err.message, ...err.extra } };
-  if (err instanceof InvalidHostnameError) return { status: 400, body: { message: err.message } };
-  if (err instanceof HostNotAllowedError) return { status: 403, body: { message: err.message } };
-  if (err instanceof BackedOffError) {
-    const retryAfter = Math.max(1, Math.ceil((Date.parse(err.record.until) - Date.now()) / 1000));
-    return {
-      status: 409,
-      body: { message: err.message, kind: 'backoff', backoff_until: err.record.until, failures: err.record.failures },
-      headers: { 'retry-after': String(retryAfter) },
-    };
-  }
-  if (err instanceof AccountUnavailableError) {
-    const kind = errorKind(err.cause);
-    const body: Record<string, unknown> = { message: `ACME order failed: ${err.message}`, kind };
-    if (err.cause instanceof AcmeProblemError) body.problem = err.cause.problem;
-    return { status: kind === 'rateLimited' ? 429 : 502, body };
-  }
-  if (err instanceof ShuttingDownError) return { status: 503, body: { message: err.message, kind: 'shutting_down' } };
-  if (err instanceof LockTimeoutError || err instanceof LockLostError) return { status: 409, body: { message: err.message, kind: 'locked' } };
-  if (err instanceof CaUnavailableError) {
-    const retryAfter = Math.max(1, Math.ceil((Date.parse(err.state.until ?? '') - Date.now()) / 1000) || 1);
-    return { status: 503, body: { message: err.message, kind: 'ca_unavailable', ca: err.state }, headers: { 'retry-after': String(retryAfter) } };
-  }
-  if (err instanceof CertificateHeldError) return { status: 503, body: { message: err.message, kind: 'store' } };
+  if (err instanceof AcmedError) return { status: err.status, body: err.apiBody(), headers: err.headers() };
   if (isStoreFault(err)) return { status: 503, body: { message: `storage failed: ${(err as Error).message}`, kind: 'store' } };
-  if (err instanceof AcmeError) {
-    const kind = errorKind(err);
-    const retryAfter = err.retryAfterMs !== undefined ? Math.ceil(err.retryAfterMs / 1000) : undefined;
-    const status = kind === 'rateLimited' ? 429 : 502;
-    const body: Record<string, unknown> = { message: `ACME order failed: ${err.message}`, kind };
-    if (err instanceof AcmeProblemError) body.problem = err.problem;
-    if (retryAfter !== undefined) body.retry_after = retryAfter;
-    return { status, body, headers: retryAfter !== undefined ? { 'retry-after': String(retryAfter) } : undefined };
-  }
   const code = (err as { code?: string }).code;
   return { status: 500, body: { message: (err as Error).message ?? 'internal error', ...(code ? { kind: code } : {}) } };
 }

@@ -4,11 +4,15 @@
  * pattern gets a certificate of its own; anything else is refused before any
  * ACME request is made.
  */
+import { AcmedError } from '../errors.js';
 import type { Config } from './schema.js';
 import { matchesPattern, normalizeHostname } from '../hostname.js';
 
-export class HostNotAllowedError extends Error {
-  readonly code = 'HOST_NOT_ALLOWED';
+export class HostNotAllowedError extends AcmedError {
+  override readonly code = 'HOST_NOT_ALLOWED';
+  override get status(): number {
+    return 403;
+  }
   constructor(readonly host: string) {
     super(`${host} is not in "certificates" and matches no "domains" pattern; refusing to order a certificate for it`);
   }

@@ -14,7 +14,8 @@
  */
 import { EventEmitter } from 'node:events';
 import type { AcmeEngine, IssuedCertificate, PendingOrder } from '../acme/client.js';
-import { errorKind, isCaFault, AcmeError, type AcmeProblemError } from '../acme/errors.js';
+import { errorKind, isCaFault, AcmeError, AcmeProblemError } from '../acme/errors.js';
+import { AcmedError, retryAfterSeconds } from '../errors.js';
 import type { ChallengePublisher } from '../challenge/publisher.js';
 import type { ManagedCertificate } from '../config/managed.js';
 import type { FailureBlame, IssueJob, IssueOutcome, JobEvent, JobProgress } from '../renewal/job.js';
@@ -31,24 +32,58 @@ import type { CertificateBundle, Storage } from '../storage/storage.js';
 
 export type { IssueOutcome } from '../renewal/job.js';
 
-export class BackedOffError extends Error {
-  readonly code = 'BACKED_OFF';
+export class BackedOffError extends AcmedError {
+  override readonly code = 'BACKED_OFF';
+  override get status(): number {
+    return 409;
+  }
   constructor(readonly name: string, readonly record: BackoffRecord) {
     super(`${name} is in failure backoff after ${record.failures} failed attempt${record.failures > 1 ? 's' : ''} `
       + `(last: ${record.lastError}); next try after ${record.until}; use --force to try now`);
   }
-}
 
-/** The ACME account could not be loaded or registered: nothing about any one host. */
-export class AccountUnavailableError extends Error {
-  readonly code = 'ACCOUNT_UNAVAILABLE';
-  constructor(readonly cause: Error) {
-    super(cause.message);
+  override get kind(): string {
+    return 'backoff';
+  }
+
+  override apiBody(): Record<string, unknown> {
+    return { ...super.apiBody(), backoff_until: this.record.until, failures: this.record.failures };
+  }
+
+  override headers(): Record<string, string> {
+    return { 'retry-after': String(retryAfterSeconds(this.record.until)) };
   }
 }
 
-export class ShuttingDownError extends Error {
-  readonly code = 'SHUTTING_DOWN';
+/** The ACME account could not be loaded or registered: nothing about any one host. */
+export class AccountUnavailableError extends AcmedError {
+  override readonly code = 'ACCOUNT_UNAVAILABLE';
+  constructor(readonly cause: Error) {
+    super(cause.message);
+  }
+
+  override get status(): number {
+    return this.kind === 'rateLimited' ? 429 : 502;
+  }
+
+  override get kind(): string {
+    return errorKind(this.cause);
+  }
+
+  override apiBody(): Record<string, unknown> {
+    return { message: `ACME order failed: ${this.message}`, kind: this.kind, ...(this.cause instanceof AcmeProblemError ? { problem: this.cause.problem } : {}) };
+  }
+}
+
+export class ShuttingDownError extends AcmedError {
+  override readonly code = 'SHUTTING_DOWN';
+  override get status(): number {
+    return 503;
+  }
+  override get kind(): string {
+    return 'shutting_down';
+  }
+
   constructor(message = 'acmed is shutting down; no new orders are taken') {
     super(message);
   }
@@ -62,8 +97,15 @@ export class OrderAbandonedError extends ShuttingDownError {
 }
 
 /** The CA issued the certificate but the store refused it; it is held in the spool. */
-export class CertificateHeldError extends Error {
-  readonly code = 'CERTIFICATE_HELD';
+export class CertificateHeldError extends AcmedError {
+  override readonly code = 'CERTIFICATE_HELD';
+  override get status(): number {
+    return 503;
+  }
+  override get kind(): string {
+    return 'store';
+  }
+
   constructor(readonly name: string, readonly cause: Error) {
     super(`the certificate for ${name} was issued but could not be stored (${cause.message}); `
       + 'it is held and will be stored as soon as the store accepts it, with no new order');
