@@ -6,7 +6,7 @@
 import { isMap, isPair, isScalar, type Document, type Node } from 'yaml';
 import type { z } from 'zod';
 import { configSchema, type Config } from './schema.js';
-import { knownKeysAt, suggestKey } from './suggest.js';
+import { knownKeysAt, suggestKey } from './schema-keys.js';
 import { ConfigError, parseYaml, readConfigText } from './yaml-source.js';
 
 export { ConfigError, type ConfigProblem } from './yaml-source.js';

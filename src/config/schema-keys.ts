@@ -1,4 +1,8 @@
-/** "did you mean" for a misspelt config key: the closest key the schema knows at that place. */
+/**
+ * What the schema says about key names: the keys known at a place (for "did
+ * you mean" on a misspelt key) and every key path (the docs are checked
+ * against it, so the reference cannot drift from the code).
+ */
 import { closest, distance } from 'fastest-levenshtein';
 import { z } from 'zod';
 import { configSchema } from './schema.js';
@@ -21,6 +25,23 @@ export function suggestKey(key: string, known: string[]): string {
   const best = closest(key, known);
   // Two edits (a swap is two), or a third of a long key: "hots" → "host", but not "zzz" → "ssl".
   return distance(key, best) <= Math.max(2, Math.floor(key.length / 3)) ? ` (did you mean "${best}"?)` : '';
+}
+
+/** Every key path of the config, dotted ("storage_config.redis.host"); arrays of objects add their keys ("certificates.names"). */
+export function configKeyPaths(): string[] {
+  const paths: string[] = [];
+  const walk = (schema: z.ZodType | undefined, prefix: string) => {
+    let node = unwrap(schema);
+    if (node instanceof z.ZodArray) node = unwrap(node.element as z.ZodType);
+    if (!(node instanceof z.ZodObject)) return;
+    for (const [key, child] of Object.entries(node.shape)) {
+      const path = prefix ? `${prefix}.${key}` : key;
+      paths.push(path);
+      walk(child as z.ZodType, path);
+    }
+  };
+  walk(configSchema, '');
+  return paths;
 }
 
 function unwrap(schema: z.ZodType | undefined): z.ZodType | undefined {
