@@ -1,12 +1,17 @@
 /**
- * Where acmed reaches into acme-client 5.4: its HttpClient's request,
- * getNonce and signedRequest are replaced so every request goes through our
- * transport, takes nonces from the pool, counts toward the order it belongs
- * to, stops when that order is aborted, and is retried after a transient
- * fault. None of these members are in acme-client's public types.
+ * Where acmed reaches into acme-client 5.4.0 (pinned exactly in
+ * package.json; test/unit/acme-client-internals.test.ts fails loudly when a
+ * member used here changes): its HttpClient's request, getNonce and
+ * signedRequest are replaced so every request goes through our transport,
+ * takes nonces from the pool, counts toward the order it belongs to, stops
+ * when that order is aborted, and is retried after a transient fault; its
+ * AcmeApi sends the account requests acme-client's Client wraps in ways we
+ * cannot use (see account-registration.ts, account-lifecycle.ts). None of
+ * these members are in acme-client's public types.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { createPrivateKey, KeyObject } from 'node:crypto';
+import { createRequire } from 'node:module';
 import type { Logger } from '../log.js';
 import { AcmeError, AcmeProblemError, parseRetryAfter, type AcmeProblem } from './errors.js';
 import type { NoncePool } from './nonce-pool.js';
@@ -22,6 +27,9 @@ export interface HttpClientInternals {
   getNonce(): Promise<string>;
   getResourceUrl(resource: string): Promise<string>;
   getDirectory(): Promise<Record<string, unknown>>;
+  /** The account key's public JWK (cached). */
+  getJwk(): Record<string, unknown>;
+  directoryUrl: string;
   signedRequest(url: string, payload: unknown, opts: SignedRequestOptions, attempts?: number): Promise<TransportResponse>;
 }
 
@@ -36,11 +44,32 @@ export interface AcmeApiInternals {
   accountUrl: string | null;
   apiRequest(url: string, payload: unknown, valid: number[]): Promise<TransportResponse>;
   createAccount(data: Record<string, unknown>): Promise<TransportResponse>;
+  /** POST to the account URL: contact, status (RFC 8555 §7.3.2, §7.3.6); null payload is POST-as-GET. */
+  updateAccount(data: Record<string, unknown> | null): Promise<TransportResponse>;
+  /** POST the key-change JWS to the directory's keyChange (§7.3.5). */
+  updateAccountKey(body: unknown): Promise<TransportResponse>;
 }
 
 export interface ClientInternals {
   http: HttpClientInternals;
   api: AcmeApiInternals;
+}
+
+/** acme-client's HttpClient class (src/http.js), used only for its signer: building a JWS makes no request. */
+type HttpClientClass = new (directoryUrl: string, accountKey: Buffer) => { createSignedBody(url: string, payload: unknown): unknown };
+const HttpClient = createRequire(import.meta.url)('acme-client/src/http.js') as HttpClientClass;
+
+/**
+ * The inner JWS of an RFC 8555 §7.3.5 key change: `{account, oldKey}` signed
+ * by the new key, with the new key's JWK in its header. acme-client's own
+ * Client.updateAccountKey would build it with a fresh, unhooked HttpClient
+ * that fetches the directory over its own HTTP stack (no ca_bundle, no
+ * retries); here only its signer is used, and the outer request goes
+ * through the hooked AcmeApi.
+ */
+export function keyChangeBody(client: ClientInternals, newKeyPem: string, keyChangeUrl: string, accountUrl: string): unknown {
+  const signer = new HttpClient(client.http.directoryUrl, Buffer.from(newKeyPem));
+  return signer.createSignedBody(keyChangeUrl, { account: accountUrl, oldKey: client.http.getJwk() });
 }
 
 export interface HookDeps {

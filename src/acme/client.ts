@@ -19,6 +19,7 @@ import type { Logger } from '../log.js';
 import type { Storage } from '../storage/storage.js';
 import { abortable, sleepUnlessAborted } from './abort.js';
 import { loadAccountUrl, loadOrCreateAccountKey } from './account.js';
+import { AccountLifecycle } from './account-lifecycle.js';
 import { AccountRegistration } from './account-registration.js';
 import { installHooks, type ClientInternals } from './acme-client-hooks.js';
 import { certificateKeyFromPem, createCertificateKey, createCsr, type CertificateKey } from './certificate-key.js';
@@ -157,6 +158,11 @@ export class AcmeEngine {
       throw err;
     }
     return new AcmeEngine(client, transport, account, opts);
+  }
+
+  /** The account's life after registration: show, key rollover, contact, deactivation. */
+  accountLifecycle(): AccountLifecycle {
+    return new AccountLifecycle(this.internals, { directoryUrl: this.opts.directoryUrl, storage: this.opts.storage, log: this.opts.log });
   }
 
   /** Requests sent by this engine since start, all orders together. */

@@ -36,6 +36,7 @@ export interface AdminBackend {
   certificates(query: ListQuery): Promise<ListPage> | ListPage;
   certificate(host: string): Promise<CertificateStatus | null>;
   health(): Promise<HealthReport>;
+  account(action: AccountAction): Promise<unknown>;
   summary(): Promise<DaemonSummary>;
   /** The exposition in pieces, written as they come (15 MB at 100,000 certificates). */
   metrics(): { contentType: string; chunks: AsyncIterable<string> };
@@ -49,6 +50,8 @@ export class NoCertificateError extends HttpError {
     super(404, `no certificate for ${host} to renew; "acmed issue ${host}" (or "acmed renew --issue ${host}") orders one`);
   }
 }
+
+export type AccountAction = { type: 'show' } | { type: 'rollover' } | { type: 'update'; email: string } | { type: 'deactivate' };
 
 type Handler = (req: http.IncomingMessage, res: http.ServerResponse, params: string[], url: URL) => Promise<void>;
 
@@ -139,6 +142,31 @@ export function createAdminHandler(backend: AdminBackend, log: Logger): AdminHan
           if (!res.write(chunk)) await once(res, 'drain');
         }
         res.end();
+      },
+    },
+    // acmed's additions: the ACME account's life cycle (`acmed account …`).
+    {
+      method: 'GET', path: /^\/acme\/account$/, handler: async (_req, res) => {
+        sendJson(res, 200, { data: await backend.account({ type: 'show' }) });
+      },
+    },
+    {
+      method: 'PATCH', path: /^\/acme\/account$/, handler: async (req, res) => {
+        const { email } = await readBody(req);
+        if (typeof email !== 'string' || !/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(email)) throw new HttpError(400, 'email must be an email address');
+        sendJson(res, 200, { message: 'account contact updated; set account_email in the config too', data: await backend.account({ type: 'update', email }) });
+      },
+    },
+    {
+      method: 'POST', path: /^\/acme\/account\/rollover$/, handler: async (_req, res) => {
+        sendJson(res, 200, { message: 'account key rolled over; orders from now on are signed with the new key', data: await backend.account({ type: 'rollover' }) });
+      },
+    },
+    {
+      method: 'POST', path: /^\/acme\/account\/deactivate$/, handler: async (req, res) => {
+        // Irreversible at the CA: the caller must say so in the request itself.
+        if (!truthy((await readBody(req)).confirm)) throw new HttpError(400, 'deactivating the account cannot be undone; send confirm: true');
+        sendJson(res, 200, { message: 'account deactivated; the next order registers a new account with a new key', data: await backend.account({ type: 'deactivate' }) });
       },
     },
     {

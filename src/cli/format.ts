@@ -82,3 +82,9 @@ function formatDuration(seconds: number): string {
   const m = Math.floor((seconds % 3600) / 60);
   return d > 0 ? `${d}d ${h}h` : h > 0 ? `${h}h ${m}m` : `${m}m ${Math.floor(seconds % 60)}s`;
 }
+
+/** `key: value` lines for a flat record (account details), arrays joined. */
+export function formatFields(data: Record<string, unknown>): string {
+  const width = Math.max(...Object.keys(data).map((k) => k.length)) + 1;
+  return Object.entries(data).map(([k, v]) => `${`${k}:`.padEnd(width + 1)}${Array.isArray(v) ? v.join(', ') : v ?? '-'}`).join('\n');
+}

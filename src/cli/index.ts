@@ -9,7 +9,7 @@ import type { CertificateStatus, DaemonSummary, PassSummary } from '../admin/wir
 import { adminRequest, expectOk } from './admin-client.js';
 import { resolveAdminTarget, type TargetFlags } from './admin-target.js';
 import { CliError } from './errors.js';
-import { formatPass, formatStatus, formatSummary } from './format.js';
+import { formatFields, formatPass, formatStatus, formatSummary } from './format.js';
 import { issueCertificate } from './issue.js';
 import { listCertificates, type ListFlags } from './list.js';
 import { VERSION } from '../version.js';
@@ -30,7 +30,12 @@ function command(name: string, description: string): Command {
 }
 
 function clientCommand(name: string, description: string): Command {
-  return command(name, description)
+  return withClientOptions(command(name, description));
+}
+
+/** How a client command finds its daemon (see admin-target.ts), and --json. */
+function withClientOptions(cmd: Command): Command {
+  return cmd
     .option('--socket <path>', 'admin socket of the running daemon')
     .option('--config <file>', 'config file to find admin.socket in (default: $ACMED_CONFIG or /etc/acmed/acmed.yaml)')
     .option('--admin-url <url>', 'a daemon\'s TCP admin listener, https://host:port (default: $ACMED_ADMIN_URL)')
@@ -103,6 +108,40 @@ clientCommand('status', 'the daemon at a glance: version, uptime, CA and store h
     const { data } = expectOk(await adminRequest<{ data: DaemonSummary }>(resolveAdminTarget(flags), 'GET', '/acme/status'));
     print(flags, data, formatSummary(data));
     if (!data.ca.up || !data.storage.up) process.exitCode = 1;
+  });
+
+const account = program.command('account').description('the ACME account: show, rollover, update, deactivate')
+  .showHelpAfterError('(see acmed account --help)');
+
+function accountCommand(name: string, description: string): Command {
+  return withClientOptions(account.command(name).description(description).showHelpAfterError(`(see acmed account ${name} --help)`));
+}
+
+accountCommand('show', 'the account as the CA knows it: URL, status, contact, key type, when it was registered, CA')
+  .action(async (flags: ClientFlags) => {
+    const { data } = expectOk(await adminRequest<{ data: Record<string, unknown> }>(resolveAdminTarget(flags), 'GET', '/acme/account'));
+    print(flags, data, formatFields(data));
+  });
+
+accountCommand('rollover', 'replace the account key (RFC 8555 key change); the new key is kept only once the CA has accepted it')
+  .action(async (flags: ClientFlags) => {
+    const body = expectOk(await adminRequest<{ data: Record<string, unknown> }>(resolveAdminTarget(flags), 'POST', '/acme/account/rollover', {}));
+    print(flags, body.data, `${body.message}\n${formatFields(body.data)}`);
+  });
+
+accountCommand('update', 'change the account\'s contact address at the CA')
+  .requiredOption('--email <address>', 'the new contact address')
+  .action(async (flags: ClientFlags & { email: string }) => {
+    const body = expectOk(await adminRequest<{ data: Record<string, unknown> }>(resolveAdminTarget(flags), 'PATCH', '/acme/account', { email: flags.email }));
+    print(flags, body.data, `${body.message}\n${formatFields(body.data)}`);
+  });
+
+accountCommand('deactivate', 'deactivate the account at the CA for good (needs --confirm)')
+  .option('--confirm', 'yes, deactivate it: the CA will refuse this account from now on')
+  .action(async (flags: ClientFlags & { confirm?: boolean }) => {
+    if (!flags.confirm) throw new CliError('deactivating the ACME account cannot be undone; add --confirm to do it');
+    const body = expectOk(await adminRequest<{ data: Record<string, unknown> }>(resolveAdminTarget(flags), 'POST', '/acme/account/deactivate', { confirm: true }));
+    print(flags, body.data, `${body.message}\n${formatFields(body.data)}`);
   });
 
 function print(flags: ClientFlags, data: unknown, human: string): void {

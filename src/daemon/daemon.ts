@@ -18,7 +18,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { isDeepStrictEqual } from 'node:util';
 import { AcmeEngine } from '../acme/client.js';
 import { isCaFault } from '../acme/errors.js';
-import { createAdminHandler, NoCertificateError, type AdminBackend, type HealthReport } from '../admin/api.js';
+import { createAdminHandler, NoCertificateError, type AccountAction, type AdminBackend, type HealthReport } from '../admin/api.js';
 import { createMetrics, type DaemonMetrics } from '../admin/metrics.js';
 import { closeAdminSocket, listenAdminSocket } from '../admin/server.js';
 import { AdminTcpListener } from '../admin/tcp-listener.js';
@@ -285,6 +285,33 @@ export class Daemon {
     return this.enginePromise;
   }
 
+  /** Running orders keep the engine they started with; new ones get a new one (new config, new account key). */
+  private replaceEngine(): void {
+    const old = this.enginePromise;
+    this.enginePromise = undefined;
+    this.loadedEngine = undefined;
+    void old?.then((engine) => this.queue.drain().then(() => engine.close()), () => {});
+  }
+
+  /** `acmed account …`: the account's life cycle; a new key or a deactivated account means a new engine. */
+  async account(action: AccountAction): Promise<unknown> {
+    const lifecycle = (await this.engine()).accountLifecycle();
+    switch (action.type) {
+      case 'show': return lifecycle.details();
+      case 'update': return lifecycle.updateEmail(action.email);
+      case 'rollover': {
+        const result = await lifecycle.rollover();
+        this.replaceEngine();
+        return result;
+      }
+      case 'deactivate': {
+        const result = await lifecycle.deactivate();
+        this.replaceEngine();
+        return result;
+      }
+    }
+  }
+
   /**
    * While the CA is in backoff, asks it (one GET of the directory) each time
    * the wait ends, so /healthz and waiting orders learn it is back even when
@@ -363,13 +390,7 @@ export class Daemon {
     this.current = applied;
     this.log.level = applied.log_level;
 
-    if (ENGINE_KEYS.some((k) => !isDeepStrictEqual(previous[k], applied[k]))) {
-      // Running orders keep the engine they started with; new ones get a new one.
-      const old = this.enginePromise;
-      this.enginePromise = undefined;
-      this.loadedEngine = undefined;
-      void old?.then((engine) => this.queue.drain().then(() => engine.close()), () => {});
-    }
+    if (ENGINE_KEYS.some((k) => !isDeepStrictEqual(previous[k], applied[k]))) this.replaceEngine();
     if (!isDeepStrictEqual(this.listenAddresses(previous), this.listenAddresses(applied))) {
       await this.challengeServer.listen(this.listenAddresses(applied));
     }
@@ -474,6 +495,7 @@ export class Daemon {
         return this.listing.find(host);
       },
       health: () => this.health(),
+      account: (action) => this.account(action),
       summary: async () => {
         await loaded();
         return this.summary();

@@ -24,6 +24,8 @@ export function assertValidKey(key: string): void {
 /** The key names acmed uses, in one place so backends and callers agree. */
 export const keys = {
   accountKey: 'account/key.pem',
+  /** A rollover's new key, stored before the CA is asked and promoted once it accepts. */
+  accountKeyNext: 'account/key.next.pem',
   accountUrl: 'account/url',
   lockPrefix: 'locks/',
   accountLock: 'locks/account',
