@@ -66,7 +66,8 @@ export interface PebbleHandle {
   acmeUrl: string;
   /** A cert for localhost/127.0.0.1 signed by the same CA (for proxies). */
   issueServerCert(name?: string): Promise<ServerCert>;
-  rootPem(): Promise<string>;
+  /** Pebble's root `index` (0 unless PEBBLE_ALTERNATE_ROOTS adds more). */
+  rootPem(index?: number): Promise<string>;
   intermediatePem(): Promise<string>;
   certStatusBySerial(hexSerial: string): Promise<any>;
   /** Adds A answers for host; pebble-challtestsrv appends them to the ones it already has. */
@@ -288,7 +289,7 @@ export async function startPebble(opts: PebbleOptions): Promise<PebbleHandle> {
       managementUrl,
       acmeUrl,
       issueServerCert: (name) => issueServerCert(ca, dir, name ?? `extra-${++certCount}`),
-      rootPem: () => mgmtGet('/roots/0'),
+      rootPem: (index = 0) => mgmtGet(`/roots/${index}`),
       intermediatePem: () => mgmtGet('/intermediates/0'),
       certStatusBySerial: async (hex) => JSON.parse(await mgmtGet(`/cert-status-by-serial/${hex.toLowerCase()}`)),
       addA: async (host, addresses) => {
