@@ -25,7 +25,7 @@ import { installHooks, type ClientInternals } from './acme-client-hooks.js';
 import { certificateKeyFromPem, createCertificateKey, createCsr, type CertificateKey } from './certificate-key.js';
 import { validationFailure, type Authorization } from './authorizations.js';
 import {
-  AcmeError, AcmeOrderInvalidError, AcmeProblemError, isAccountUnknown, parseRetryAfter, type AcmeProblem,
+  AcmeError, AcmeOrderInvalidError, AcmeProblemError, isAccountUnknown, parseRetryAfter, ProfileNotOfferedError, type AcmeProblem,
 } from './errors.js';
 import { NoncePool } from './nonce-pool.js';
 import { orderUnusable, resumeMismatch, type PendingOrder } from './pending-order.js';
@@ -60,6 +60,14 @@ export interface CertificateRequest {
   names: string[];
   keyType: 'ecc' | 'rsa';
   rsaBits?: number;
+  /** ECDSA curve; default P-256. */
+  curve?: 'P-256' | 'P-384';
+  /** The key to certify again (reuse_key), PEM; else a new one is made. */
+  reuseKey?: string;
+  /** An ACME profile for newOrder; refused before any order when the CA's directory does not list it. */
+  profile?: string | null;
+  /** Issuer CN of the chain to prefer (overrides the engine's preferredChain). */
+  preferredChain?: string | null;
   /** ARI certID of the certificate this one replaces (RFC 9773 `replaces`). */
   replaces?: string;
   /** Abandons the order between steps, during waits and mid-request (shutdown); the order rejects with its reason. */
@@ -174,6 +182,17 @@ export class AcmeEngine {
     this.transport.close();
   }
 
+  /** The profiles the CA's directory lists (`meta.profiles`, draft-ietf-acme-profiles); [] when it has none. */
+  async offeredProfiles(): Promise<string[]> {
+    const meta = (await this.internals.http.getDirectory()).meta as { profiles?: Record<string, unknown> } | undefined;
+    return Object.keys(meta?.profiles ?? {});
+  }
+
+  private async assertProfileOffered(profile: string): Promise<void> {
+    const offered = await this.offeredProfiles();
+    if (!offered.includes(profile)) throw new ProfileNotOfferedError(profile, this.opts.directoryUrl, offered);
+  }
+
   /** One plain GET of the directory, no retries: is the CA answering? (probing a CA in backoff) */
   async ping(): Promise<void> {
     await this.transport.request(this.opts.directoryUrl, 'get');
@@ -277,7 +296,8 @@ export class AcmeEngine {
       if (order.status !== 'valid') throw await this.explainInvalid(order);
       request.onStep?.('downloading');
 
-      const fullchain = await this.client.getCertificate(order as never, this.opts.preferredChain ?? undefined);
+      const preferred = request.preferredChain !== undefined ? request.preferredChain : this.opts.preferredChain;
+      const fullchain = await this.client.getCertificate(order as never, preferred ?? undefined);
       mark('downloaded');
       const privkey = (await work.privkey).pem;
       await work.persisted;
@@ -301,11 +321,15 @@ export class AcmeEngine {
   /** Places a new order; the certificate key is made meanwhile and handed to onOrderPlaced with the order's URL. */
   private async placeOrder(request: CertificateRequest): Promise<OrderInProgress> {
     // The key is made on the threadpool while the CA handles the order: RSA 4096 can take a second.
-    const privkey = createCertificateKey({ keyType: request.keyType, rsaBits: request.rsaBits });
+    if (request.profile) await this.assertProfileOffered(request.profile);
+    const privkey = request.reuseKey
+      ? Promise.resolve(certificateKeyFromPem(request.reuseKey))
+      : createCertificateKey({ keyType: request.keyType, rsaBits: request.rsaBits, curve: request.curve });
     privkey.catch(() => {}); // awaited later; avoid an unhandled rejection if the order fails first
     const order = await this.client.createOrder({
       identifiers: request.names.map((value) => ({ type: 'dns', value })),
       ...(request.replaces ? { replaces: request.replaces } : {}),
+      ...(request.profile ? { profile: request.profile } : {}),
     } as never) as unknown as Order;
     const { onOrderPlaced } = request;
     // Runs beside the challenges rather than before them; finalize waits for it.

@@ -161,3 +161,19 @@ export function parseRetryAfter(header: string | string[] | undefined, now = Dat
   const at = Date.parse(value);
   return Number.isNaN(at) ? undefined : Math.max(0, at - now);
 }
+
+/** The config asks for an ACME profile the CA's directory does not list: refused before any order. */
+export class ProfileNotOfferedError extends AcmedError {
+  override readonly code = 'PROFILE_NOT_OFFERED';
+  constructor(readonly profile: string, readonly directoryUrl: string, readonly offered: string[]) {
+    super(`the CA at ${directoryUrl} offers no profile ${JSON.stringify(profile)} (it lists: ${offered.length > 0 ? offered.join(', ') : 'none'}); fix "profile" in the config`);
+  }
+
+  override get status(): number {
+    return 422;
+  }
+
+  override get kind(): string {
+    return 'profile';
+  }
+}

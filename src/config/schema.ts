@@ -37,6 +37,23 @@ const listenAddress = z.string().superRefine((value, ctx) => {
   }
 });
 
+const certType = z.enum(['ecc', 'rsa']);
+const eccCurve = z.enum(['P-256', 'P-384']);
+const rsaKeySize = z.union([z.literal(2048), z.literal(3072), z.literal(4096)]);
+/** An ACME profile name (draft-ietf-acme-profiles), sent in newOrder when the CA's directory lists it. */
+const profileName = z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'a profile name as the CA lists it in meta.profiles (letters, digits, ".", "_", "-")');
+
+/** A certificate kept issued; any key setting here overrides the global one for it. */
+const certificateEntry = z.strictObject({
+  names: z.array(hostname).min(1),
+  cert_type: certType.optional(),
+  ecc_curve: eccCurve.optional(),
+  rsa_key_size: rsaKeySize.optional(),
+  preferred_chain: z.string().min(1).nullable().optional(),
+  profile: profileName.nullable().optional(),
+  reuse_key: z.boolean().optional(),
+});
+
 const fileStorage = z.strictObject({ path: z.string().min(1).default('/var/lib/acmed') });
 
 const redisStorage = z.strictObject({
@@ -100,10 +117,14 @@ export const configSchema = z.strictObject({
   }),
   api_uri: z.url().default('https://acme-v02.api.letsencrypt.org/directory'),
   ca_bundle: z.string().nullable().default(null),
-  cert_type: z.enum(['ecc', 'rsa']).default('ecc'),
-  rsa_key_size: z.union([z.literal(2048), z.literal(3072), z.literal(4096)]).default(4096),
+  cert_type: certType.default('ecc'),
+  rsa_key_size: rsaKeySize.default(4096),
+  ecc_curve: eccCurve.default('P-256'),
+  profile: profileName.nullable().default(null),
+  /** Keep the certificate's private key across renewals (key pinning, DANE 3 1 1). */
+  reuse_key: z.boolean().default(false),
   domains: z.array(hostPattern).default([]),
-  certificates: z.array(z.strictObject({ names: z.array(hostname).min(1) })).default([]),
+  certificates: z.array(certificateEntry).default([]),
   renew_threshold_days: z.number().positive().nullable().default(null),
   fail_backoff_minutes: z.number().positive().default(5),
   /** node-cron expression for the renewal pass; null: once a day at a minute derived from this machine's name. */

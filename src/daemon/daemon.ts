@@ -25,6 +25,7 @@ import { AdminTcpListener } from '../admin/tcp-listener.js';
 import { ChallengeServer } from '../challenge/server.js';
 import { ChallengeTokens } from '../challenge/tokens.js';
 import { certificateForHost, type ManagedCertificate } from '../config/managed.js';
+import { orderSettings, requestedProfiles } from '../config/order-settings.js';
 import type { Config } from '../config/schema.js';
 import { createLogger, type Logger } from '../log.js';
 import { CaBackoff } from '../renewal/ca-backoff.js';
@@ -108,7 +109,7 @@ export class Daemon {
   ) {
     this.issuer = new Issuer({
       engine: () => this.engine(), storage, index, spool, ca, tokens, log, now,
-      keyType: () => ({ keyType: this.current.cert_type, rsaBits: this.current.rsa_key_size }),
+      settings: (cert) => orderSettings(this.current, cert.name),
       lockTtlMs: () => this.current.lock_ttl_seconds * 1000,
     });
     this.queue = new WorkQueue(current.max_concurrent_orders);
@@ -276,6 +277,7 @@ export class Daemon {
       attempt.then((engine) => {
         this.loadedEngine = engine;
         this.ca.success();
+        void this.checkProfiles(engine, config);
       }, (err: Error) => {
         this.log.error({ err: err.message, api_uri: config.api_uri }, 'cannot load the ACME account; will retry on the next order');
         if (isCaFault(err)) this.ca.fault(err);
@@ -283,6 +285,23 @@ export class Daemon {
       });
     }
     return this.enginePromise;
+  }
+
+  /**
+   * A profile the CA does not list is said at start (as soon as the CA's
+   * directory is read), not found by a failed order at 3 a.m.; orders of
+   * those certificates are refused before any ACME request.
+   */
+  private async checkProfiles(engine: AcmeEngine, config: Config): Promise<void> {
+    const wanted = requestedProfiles(config);
+    if (wanted.length === 0) return;
+    const offered = await engine.offeredProfiles().catch(() => null);
+    if (!offered) return;
+    for (const { profile, path } of wanted) {
+      if (!offered.includes(profile)) {
+        this.log.error({ profile, key: path.join('.'), offered, ca: config.api_uri }, 'the CA does not offer this profile; its certificates will not be ordered until the config is fixed');
+      }
+    }
   }
 
   /** Running orders keep the engine they started with; new ones get a new one (new config, new account key). */

@@ -12,12 +12,14 @@
  * it goes to the spool and the next job for that name stores it without a
  * new order.
  */
+import { createPrivateKey } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { AcmeEngine, IssuedCertificate, PendingOrder } from '../acme/client.js';
 import { errorKind, isCaFault, AcmeError, AcmeProblemError } from '../acme/errors.js';
 import { AcmedError, retryAfterSeconds } from '../errors.js';
 import type { ChallengePublisher } from '../challenge/publisher.js';
 import type { ManagedCertificate } from '../config/managed.js';
+import type { OrderSettings } from '../config/order-settings.js';
 import type { FailureBlame, IssueJob, IssueOutcome, JobEvent, JobProgress } from '../renewal/job.js';
 import type { Logger } from '../log.js';
 import { isBackedOff, type BackoffRecord } from '../renewal/backoff.js';
@@ -120,7 +122,8 @@ export interface IssuerOptions {
   ca: CaBackoff;
   tokens: ChallengePublisher;
   log: Logger;
-  keyType: () => { keyType: 'ecc' | 'rsa'; rsaBits: number };
+  /** How this certificate is ordered (key, profile, chain), read at each order so a reload applies. */
+  settings: (cert: ManagedCertificate) => OrderSettings;
   lockTtlMs: () => number;
   now?: () => number;
 }
@@ -205,7 +208,10 @@ export class Issuer extends EventEmitter<{ outcome: [JobEvent]; progress: [JobPr
       throw new BackedOffError(cert.name, record.backoff); // recorded by another instance meanwhile
     }
 
-    const issued = await this.order(job, signal, stored && covers(stored) ? record?.ari?.certId : undefined, step);
+    const settings = this.opts.settings(cert);
+    // reuse_key: the stored key, as long as it is still of the kind the settings ask for.
+    const reuseKey = settings.reuseKey && stored && keyMatches(stored.privkey, settings) ? stored.privkey : undefined;
+    const issued = await this.order(job, signal, stored && covers(stored) ? record?.ari?.certId : undefined, step, { ...settings, reuseKey });
     const bundle: CertificateBundle = {
       name: cert.name, names: cert.names, cert: issued.cert, chain: issued.chain, fullchain: issued.fullchain, privkey: issued.privkey,
       notBefore: issued.notBefore.toISOString(), notAfter: issued.notAfter.toISOString(),
@@ -224,7 +230,10 @@ export class Issuer extends EventEmitter<{ outcome: [JobEvent]; progress: [JobPr
   }
 
   /** Asks the CA, through the CA backoff gate, resuming a pending order when there is one. */
-  private async order(job: IssueJob, signal: AbortSignal, replaces: string | undefined, onStep: (step: JobProgress['step']) => void): Promise<IssuedCertificate> {
+  private async order(
+    job: IssueJob, signal: AbortSignal, replaces: string | undefined, onStep: (step: JobProgress['step']) => void,
+    settings: Omit<OrderSettings, 'reuseKey'> & { reuseKey?: string },
+  ): Promise<IssuedCertificate> {
     const { cert } = job;
     const { ca, log } = this.opts;
     const { probe } = await ca.admit();
@@ -237,7 +246,8 @@ export class Issuer extends EventEmitter<{ outcome: [JobEvent]; progress: [JobPr
       });
       const resume = await this.pendingOrder(cert);
       const issued = await engine.issue({
-        names: cert.names, ...this.opts.keyType(), replaces, signal, resume,
+        names: cert.names, keyType: settings.keyType, rsaBits: settings.rsaBits, curve: settings.curve, reuseKey: settings.reuseKey,
+        profile: settings.profile, preferredChain: settings.preferredChain, replaces, signal, resume,
         onOrderPlaced: (pending) => this.rememberOrder(cert, pending), onStep,
       }, this.opts.tokens);
       ca.success();
@@ -327,6 +337,18 @@ export class Issuer extends EventEmitter<{ outcome: [JobEvent]; progress: [JobPr
       name: cert.name, names: bundle.names, notBefore: bundle.notBefore, notAfter: bundle.notAfter,
       location: this.opts.storage.location(cert.name), issued, requests, durationMs: Date.now() - started,
     };
+  }
+}
+
+/** Whether a stored key is of the type (and curve or size) the settings ask for. */
+function keyMatches(pem: string, settings: OrderSettings): boolean {
+  try {
+    const key = createPrivateKey(pem);
+    const details = key.asymmetricKeyDetails ?? {};
+    if (settings.keyType === 'rsa') return key.asymmetricKeyType === 'rsa' && details.modulusLength === settings.rsaBits;
+    return key.asymmetricKeyType === 'ec' && details.namedCurve === (settings.curve === 'P-384' ? 'secp384r1' : 'prime256v1');
+  } catch {
+    return false;
   }
 }
 
