@@ -70,7 +70,7 @@ const OVERDUE_GRACE_MS = 10 * 60_000;
 
 export class Daemon {
   private enginePromise?: Promise<AcmeEngine>;
-  /** The engine once loaded, for metrics. */
+  /** The engine once loaded, for probing the CA. */
   private loadedEngine?: AcmeEngine;
   private readonly metrics: DaemonMetrics;
   private adminServer?: http.Server;
@@ -122,7 +122,6 @@ export class Daemon {
     this.issuer.on('outcome', (event) => this.renewer.afterJob(event));
     this.metrics = createMetrics({
       issuer: this.issuer, hooks: this.hooks, index, ca,
-      acmeRequests: () => this.loadedEngine?.requestCount,
       challengeStats: () => tokens.stats,
       storageHealth: () => storage.health(),
       queue: this.queue,
@@ -256,6 +255,7 @@ export class Daemon {
         preferredChain: config.preferred_chain,
         storage: this.storage,
         log: this.log,
+        observeRequest: (sample) => this.metrics.observeAcmeRequest(sample),
       }))();
       this.enginePromise = attempt;
       attempt.then((engine) => {

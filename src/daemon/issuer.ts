@@ -125,18 +125,21 @@ export class Issuer extends EventEmitter<{ outcome: [JobEvent] }> {
       throw error;
     }
     const started = Date.now();
+    const attempt = { ordered: false };
     try {
-      const result = await withLock(this.opts.storage, keys.lock(cert.name), (lock) => this.underLock(job, lock, started), {
+      const result = await withLock(this.opts.storage, keys.lock(cert.name), (lock) => this.underLock(job, lock, started, attempt), {
         signal: this.shutdown.signal, ttlMs: this.opts.lockTtlMs(),
       });
       this.emit('outcome', result);
       return result.outcome!;
     } catch (err) {
-      throw this.failed(cert, err as Error);
+      throw this.failed(cert, err as Error, attempt.ordered);
     }
   }
 
-  private async underLock(job: IssueJob, lock: HeldLock, started: number): Promise<Extract<JobEvent, { type: 'issued' | 'skipped' }>> {
+  private async underLock(
+    job: IssueJob, lock: HeldLock, started: number, attempt: { ordered: boolean },
+  ): Promise<Extract<JobEvent, { type: 'issued' | 'skipped' }>> {
     const { storage, index, spool } = this.opts;
     const { cert } = job;
     const signal = AbortSignal.any([this.shutdown.signal, lock.signal]);
@@ -159,7 +162,7 @@ export class Issuer extends EventEmitter<{ outcome: [JobEvent] }> {
       throw new BackedOffError(cert.name, record.backoff); // recorded by another instance meanwhile
     }
 
-    const issued = await this.order(job, signal, stored && covers(stored) ? record?.ari?.certId : undefined);
+    const issued = await this.order(job, signal, stored && covers(stored) ? record?.ari?.certId : undefined, attempt);
     const bundle: CertificateBundle = {
       name: cert.name, names: cert.names, cert: issued.cert, chain: issued.chain, fullchain: issued.fullchain, privkey: issued.privkey,
       notBefore: issued.notBefore.toISOString(), notAfter: issued.notAfter.toISOString(),
@@ -177,7 +180,9 @@ export class Issuer extends EventEmitter<{ outcome: [JobEvent] }> {
   }
 
   /** Asks the CA, through the CA backoff gate, resuming a pending order when there is one. */
-  private async order(job: IssueJob, signal: AbortSignal, replaces: string | undefined): Promise<IssuedCertificate> {
+  private async order(
+    job: IssueJob, signal: AbortSignal, replaces: string | undefined, attempt: { ordered: boolean },
+  ): Promise<IssuedCertificate> {
     const { cert } = job;
     const { ca, log } = this.opts;
     const { probe } = await ca.admit();
@@ -188,6 +193,7 @@ export class Issuer extends EventEmitter<{ outcome: [JobEvent] }> {
         answered = true;
         throw new AccountUnavailableError(err);
       });
+      attempt.ordered = true;
       const resume = await this.pendingOrder(cert);
       const issued = await engine.issue({
         names: cert.names, ...this.opts.keyType(), replaces, signal, resume,
@@ -251,7 +257,7 @@ export class Issuer extends EventEmitter<{ outcome: [JobEvent] }> {
   }
 
   /** Maps a job's error to its typed form and emits the outcome. */
-  private failed(cert: ManagedCertificate, error: Error): Error {
+  private failed(cert: ManagedCertificate, error: Error, ordered: boolean): Error {
     if (this.shutdown.signal.aborted && !(error instanceof CertificateHeldError)) error = new OrderAbandonedError(cert.name);
     const blame = blameOf(error);
     const kind = errorKind(error instanceof AccountUnavailableError ? error.cause : error);
@@ -260,7 +266,7 @@ export class Issuer extends EventEmitter<{ outcome: [JobEvent] }> {
     } else {
       this.emit('outcome', {
         type: 'failed', name: cert.name, names: cert.names, error, kind, blame,
-        retryAfterMs: (error as AcmeProblemError).retryAfterMs,
+        retryAfterMs: (error as AcmeProblemError).retryAfterMs, ordered,
       });
     }
     return error;

@@ -255,12 +255,22 @@ test('GET /metrics and /healthz on the admin socket', async () => {
   assert.match(metrics.type, /^text\/plain/);
   const issued = Number(/^acmed_orders_total\{result="issued",kind=""\} (\d+)$/m.exec(metrics.body)?.[1]);
   assert.ok(issued >= 1, metrics.body.slice(0, 2000));
-  const notAfter = Number(/^acmed_certificate_not_after_seconds\{name="a\.example\.com"\} (\d+)$/m.exec(metrics.body)?.[1]);
+  const notAfter = Number(/^acmed_certificate_expiration_timestamp_seconds\{name="a\.example\.com"\} (\d+)$/m.exec(metrics.body)?.[1]);
   const cert = new X509Certificate(await readFile(join(acmed.storagePath, 'live', 'a.example.com', 'cert.pem')));
   assert.equal(notAfter, Date.parse(cert.validTo) / 1000);
-  assert.ok(Number(/^acmed_acme_requests (\d+)$/m.exec(metrics.body)?.[1]) > 0);
-  assert.ok(Number(/^acmed_http01_lookups\{result="hit"\} (\d+)$/m.exec(metrics.body)?.[1]) > 0);
+  assert.match(metrics.body, /^acmed_certificate_ready_status\{name="a\.example\.com",condition="True"\} 1$/m);
+  assert.ok(Number(/^acmed_acme_client_request_count_total\{action="new_order",method="POST",status="201"\} (\d+)$/m.exec(metrics.body)?.[1]) > 0);
+  assert.ok(Number(/^acmed_acme_client_request_count_total\{action="finalize_order",method="POST",status="200"\} (\d+)$/m.exec(metrics.body)?.[1]) > 0);
+  assert.ok(Number(/^acmed_acme_client_request_duration_seconds_count\{action="get_certificate"\} (\d+)$/m.exec(metrics.body)?.[1]) > 0);
+  assert.ok(Number(/^acmed_http01_requests_total\{result="hit"\} (\d+)$/m.exec(metrics.body)?.[1]) > 0);
   assert.match(metrics.body, /^acmed_storage_up 1$/m);
+  assert.match(metrics.body, /^acmed_ca_up 1$/m);
+  // The real daemon's exposition through Prometheus's own checker.
+  const promtool = await new Promise<{ code: number; output: string }>((resolve) => {
+    const child = execFile('promtool', ['check', 'metrics'], (err, stdout, stderr) => resolve({ code: err ? 1 : 0, output: stdout + stderr }));
+    child.stdin!.end(metrics.body);
+  });
+  assert.deepEqual(promtool, { code: 0, output: '' });
 });
 
 test('acmed renew: nothing due renews nothing; one host with --force renews it; PATCH /acme answers 202', async () => {
