@@ -14,6 +14,7 @@ import type { PassResult } from '../renewal/renewer.js';
 import { isStoreFault } from '../storage/errors.js';
 import { LockLostError, LockTimeoutError } from '../storage/lock.js';
 import { HostNotAllowedError } from '../config/managed.js';
+import { PreflightFailedError, type PreflightResult } from '../challenge/preflight.js';
 import type { ListPage, ListQuery } from '../daemon/listing.js';
 import { HttpError, readBody, sendJson, truthy } from './http-util.js';
 import { parseListQuery } from './list-query.js';
@@ -52,6 +53,8 @@ export interface HealthReport {
 
 export interface AdminBackend {
   issue(host: string, force: boolean): Promise<IssueOutcome>;
+  /** Kong's test_http_challenge_flow: probes the host's http-01 path; orders nothing. */
+  checkHttpChallenge(host: string): Promise<PreflightResult>;
   renew(opts: { only?: string; force?: boolean }): Promise<PassResult>;
   /** Removes a certificate from storage, revoking it at the CA first when asked; null when there is none. */
   remove(host: string, opts: { revoke: boolean; reason: number }): Promise<{ name: string; revoked: boolean } | null>;
@@ -73,9 +76,12 @@ export function createAdminHandler(backend: AdminBackend, log: Logger): http.Req
       method: 'POST', path: /^\/acme$/, handler: async (req, res) => {
         const body = await readBody(req);
         if (typeof body.host !== 'string' || body.host === '') throw new HttpError(400, 'host is required');
-        // Kong's dry run of the http-01 path: refuse it rather than order a real certificate instead.
+        // Kong's dry run of the http-01 path: a probe token fetched over HTTP, no ACME request.
         if (truthy(body.test_http_challenge_flow)) {
-          throw new HttpError(501, 'test_http_challenge_flow is not supported by acmed yet; no certificate was ordered');
+          const result = await backend.checkHttpChallenge(body.host);
+          if (!result.ok) throw new PreflightFailedError(result);
+          sendJson(res, 200, { message: result.detail, data: result });
+          return;
         }
         const outcome = await backend.issue(body.host, truthy(body.force));
         const message = outcome.issued
@@ -209,6 +215,7 @@ function toErrorResponse(err: unknown): { status: number; body: Record<string, u
   if (err instanceof HttpError) return { status: err.status, body: { message: err.message, ...err.extra } };
   if (err instanceof InvalidHostnameError) return { status: 400, body: { message: err.message } };
   if (err instanceof HostNotAllowedError) return { status: 403, body: { message: err.message } };
+  if (err instanceof PreflightFailedError) return { status: 422, body: { message: err.message, kind: 'preflight_failed', data: err.result } };
   if (err instanceof BackedOffError) {
     const retryAfter = Math.max(1, Math.ceil((Date.parse(err.record.until) - Date.now()) / 1000));
     return {

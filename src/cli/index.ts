@@ -49,7 +49,13 @@ program.command('check-config')
 clientCommand('issue', 'issue a certificate for <host> now (waits for it); with --force, renew even if valid')
   .argument('<host>')
   .option('--force', 'order a new certificate even when a valid one is stored')
-  .action(async (host: string, flags: ClientFlags & { force?: boolean }) => {
+  .option('--check-only', 'order nothing: check that http://<host>/.well-known/acme-challenge/ reaches this acmed (Kong\'s test_http_challenge_flow)')
+  .action(async (host: string, flags: ClientFlags & { force?: boolean; checkOnly?: boolean }) => {
+    if (flags.checkOnly) {
+      const { data } = expectOk(await adminRequest<{ data: { detail: string } }>(resolveSocketPath(flags), 'POST', '/acme', { host, test_http_challenge_flow: true }));
+      print(flags, data, `ok: ${data.detail}`);
+      return;
+    }
     const resp = await adminRequest<{ data: IssueOutcome }>(resolveSocketPath(flags), 'POST', '/acme', { host, force: flags.force ?? false });
     const { data } = expectOk(resp);
     print(flags, data, formatOutcome(data));

@@ -96,6 +96,12 @@ export const configSchema = z.strictObject({
   challenge: z.strictObject({
     listen: z.array(listenAddress).min(1).default(['0.0.0.0:80']),
   }).default({ listen: ['0.0.0.0:80'] }),
+  /** Probe http://<host>/.well-known/acme-challenge/ before each new order; a failed probe places no order. */
+  preflight_check: z.boolean().default(false),
+  /** The port the probe fetches: where the CA validates http-01, 80 for every public CA (Pebble's httpPort in tests). */
+  preflight_port: z.number().int().min(1).max(65535).default(80),
+  /** "host:port" of a DNS server the probe asks instead of the system resolver (a test DNS such as pebble-challtestsrv). */
+  preflight_resolver: listenAddress.nullable().default(null),
   metrics: z.strictObject({
     // 100,000 certificates make 200,000 per-certificate series; aggregates are always there.
     per_certificate: z.boolean().default(true),

@@ -23,6 +23,8 @@ import { createMetrics, type DaemonMetrics } from '../admin/metrics.js';
 import { closeAdminSocket, listenAdminSocket } from '../admin/server.js';
 import { ChallengeServer } from '../challenge/server.js';
 import { ChallengeTokens } from '../challenge/tokens.js';
+import { PreflightFailedError, probeHttpChallenge, type PreflightResult } from '../challenge/preflight.js';
+import { normalizeHostname } from '../hostname.js';
 import { certificateForHost, type ManagedCertificate } from '../config/managed.js';
 import type { Config } from '../config/schema.js';
 import { createLogger, type Logger } from '../log.js';
@@ -100,6 +102,7 @@ export class Daemon {
       engine: () => this.engine(), storage, index, spool, ca, tokens, log, now,
       keyType: () => ({ keyType: this.current.cert_type, rsaBits: this.current.rsa_key_size }),
       lockTtlMs: () => this.current.lock_ttl_seconds * 1000,
+      preflight: (cert) => this.preflightBeforeOrder(cert),
     });
     this.queue = new WorkQueue(current.max_concurrent_orders);
     this.renewer = new Renewer({
@@ -316,6 +319,30 @@ export class Daemon {
   }
 
   /**
+   * Kong's test_http_challenge_flow and `acmed issue --check-only`: probes
+   * the host's http-01 path with a random token. Only a host acmed would
+   * order for is probed (an invalid or unlisted one is refused first), so
+   * the probe cannot be aimed at arbitrary names.
+   */
+  async checkHttpChallenge(host: string): Promise<PreflightResult> {
+    certificateForHost(this.current, host);
+    return probeHttpChallenge(normalizeHostname(host), this.preflightOptions());
+  }
+
+  /** preflight_check: every name of the certificate must reach acmed, or no order is placed. */
+  private async preflightBeforeOrder(cert: ManagedCertificate): Promise<void> {
+    if (!this.current.preflight_check) return;
+    const results = await Promise.all(cert.names.map((name) => probeHttpChallenge(name, this.preflightOptions())));
+    const failed = results.find((r) => !r.ok);
+    if (failed) throw new PreflightFailedError(failed);
+    this.log.debug({ cert: cert.name, ms: Math.max(...results.map((r) => r.ms)) }, 'http-01 preflight passed');
+  }
+
+  private preflightOptions() {
+    return { tokens: this.tokens, port: this.current.preflight_port, resolver: this.current.preflight_resolver };
+  }
+
+  /**
    * Applies a new, already validated config without dropping in-flight work.
    * Storage settings need a restart (the open store holds locks and tokens);
    * they are kept as they were, with a warning.
@@ -410,6 +437,7 @@ export class Daemon {
     const loaded = () => this.indexLoaded?.catch(() => {});
     return {
       issue: (host, force) => this.issue(host, force),
+      checkHttpChallenge: (host) => this.checkHttpChallenge(host),
       renew: async (opts) => {
         await loaded();
         return this.renewer.pass(opts);

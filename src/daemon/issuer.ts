@@ -81,6 +81,8 @@ export interface IssuerOptions {
   keyType: () => { keyType: 'ecc' | 'rsa'; rsaBits: number };
   lockTtlMs: () => number;
   now?: () => number;
+  /** Runs before an order is placed (preflight_check); throws to fail the job without one. */
+  preflight?: (cert: ManagedCertificate) => Promise<void>;
 }
 
 export class Issuer extends EventEmitter<{ outcome: [JobEvent] }> {
@@ -162,6 +164,8 @@ export class Issuer extends EventEmitter<{ outcome: [JobEvent] }> {
       throw new BackedOffError(cert.name, record.backoff); // recorded by another instance meanwhile
     }
 
+    await this.opts.preflight?.(cert);
+    signal.throwIfAborted();
     const issued = await this.order(job, signal, stored && covers(stored) ? record?.ari?.certId : undefined, attempt);
     const bundle: CertificateBundle = {
       name: cert.name, names: cert.names, cert: issued.cert, chain: issued.chain, fullchain: issued.fullchain, privkey: issued.privkey,

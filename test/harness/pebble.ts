@@ -64,6 +64,8 @@ export interface PebbleHandle {
   managementUrl: string;
   /** Base URL of Pebble's ACME listener, e.g. https://127.0.0.1:14000 */
   acmeUrl: string;
+  /** pebble-challtestsrv's DNS server ("127.0.0.1:<port>"), Pebble's resolver: acmed's preflight_resolver in tests. */
+  dnsServer: string;
   /** A cert for localhost/127.0.0.1 signed by the same CA (for proxies). */
   issueServerCert(name?: string): Promise<ServerCert>;
   rootPem(): Promise<string>;
@@ -287,6 +289,7 @@ export async function startPebble(opts: PebbleOptions): Promise<PebbleHandle> {
       ca,
       managementUrl,
       acmeUrl,
+      dnsServer: `127.0.0.1:${dnsPort}`,
       issueServerCert: (name) => issueServerCert(ca, dir, name ?? `extra-${++certCount}`),
       rootPem: () => mgmtGet('/roots/0'),
       intermediatePem: () => mgmtGet('/intermediates/0'),
