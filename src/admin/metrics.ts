@@ -46,7 +46,8 @@ export interface MetricsSources {
 }
 
 /** What an on-demand request came to (see challenge/on-demand.ts). */
-export type OnDemandResult = 'started' | 'has_certificate' | 'not_allowed' | 'rate_limited' | 'refused_by_ask_url' | 'ask_url_failed';
+export type OnDemandResult =
+  | 'started' | 'has_certificate' | 'pending' | 'backed_off' | 'not_allowed' | 'rate_limited' | 'refused_by_ask_url' | 'ask_url_failed';
 
 export interface DaemonMetrics {
   readonly contentType: string;

@@ -23,6 +23,7 @@ import { createMetrics, type DaemonMetrics } from '../admin/metrics.js';
 import { closeAdminSocket, listenAdminSocket } from '../admin/server.js';
 import { ChallengeServer } from '../challenge/server.js';
 import { ChallengeTokens } from '../challenge/tokens.js';
+import { OnDemand } from '../challenge/on-demand.js';
 import { PreflightFailedError, probeHttpChallenge, type PreflightResult } from '../challenge/preflight.js';
 import { normalizeHostname } from '../hostname.js';
 import { certificateForHost, type ManagedCertificate } from '../config/managed.js';
@@ -84,6 +85,8 @@ export class Daemon {
   readonly queue: WorkQueue<IssueOutcome>;
   readonly hooks: DeployHooks;
   readonly issuer: Issuer;
+  /** on_demand: port-80 requests for allowed hosts without a certificate become jobs. */
+  readonly onDemand: OnDemand;
   private readonly listing: CertificateListing;
 
   private constructor(
@@ -131,6 +134,18 @@ export class Daemon {
       now,
       perCertificate: () => this.current.metrics.per_certificate,
     });
+    this.onDemand = new OnDemand({
+      config: () => this.current, log, now,
+      standing: (name) => {
+        // Until the index is loaded nothing is known about any host: wait rather than order what may exist.
+        if (!this.indexReady || this.queue.has(name)) return 'pending';
+        const record = index.get(name);
+        if (record?.backoff && Date.parse(record.backoff.until) > now()) return 'backed_off';
+        return record?.notAfter ? 'has_certificate' : 'none';
+      },
+      submit: (cert) => this.submit(cert),
+      observe: (result) => this.metrics.observeOnDemand(result),
+    });
     storage.on('up', () => void this.storageBack());
     ca.on('up', () => log.info('the CA answers again; orders resume'));
     ca.on('down', () => void this.probeCa());
@@ -149,7 +164,11 @@ export class Daemon {
     const index = new CertificateIndex({ storage, log, now, policy: () => ({ renewThresholdDays: daemon.config.renew_threshold_days }) });
     const ca = new CaBackoff({ now });
     const tokens = new ChallengeTokens(storage, log);
-    const challengeServer = new ChallengeServer({ tokens, log });
+    const challengeServer = new ChallengeServer({
+      tokens, log,
+      redirectHttps: () => daemon.config.challenge.redirect_https,
+      onOther: (host) => daemon.onDemand.notice(host),
+    });
     const daemon: Daemon = new Daemon(config, log, storage, index, spool, ca, tokens, challengeServer, now, opts.timers);
     // Before port 80 opens: the CA may be validating an order this daemon's previous run was killed in.
     const restored = await tokens.restore().catch((err: Error) => {
