@@ -79,7 +79,8 @@ export function createAdminHandler(backend: AdminBackend, log: Logger): http.Req
         // Kong's dry run of the http-01 path: a probe token fetched over HTTP, no ACME request.
         if (truthy(body.test_http_challenge_flow)) {
           const result = await backend.checkHttpChallenge(body.host);
-          if (!result.ok) throw new PreflightFailedError(result);
+          // 400 on failure, as Kong answers a failed sanity check.
+          if (!result.ok) throw new HttpError(400, new PreflightFailedError(result).message, { kind: 'preflight_failed', data: result });
           sendJson(res, 200, { message: result.detail, data: result });
           return;
         }

@@ -47,6 +47,19 @@ after(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
+/** POST /acme on the admin socket with a JSON body. */
+function postAcme(body: Record<string, unknown>): Promise<{ status: number; body: { message: string; kind?: string; data?: { reached: string } } }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ socketPath: acmed.socketPath, method: 'POST', path: '/acme', headers: { 'content-type': 'application/json' } }, (res) => {
+      let text = '';
+      res.on('data', (d) => { text += d; });
+      res.on('end', () => resolve({ status: res.statusCode!, body: JSON.parse(text) }));
+    });
+    req.on('error', reject);
+    req.end(JSON.stringify(body));
+  });
+}
+
 /** Orders Pebble created. */
 function orderCount(): number {
   return pebble.logs().split('\n').filter((line) => line.includes('Added order "')).length;
@@ -73,6 +86,13 @@ test('--check-only says what was reached instead: another server, nothing listen
   const nobody = await acmed.cli(['issue', 'nobody.example.com', '--check-only']);
   assert.equal(nobody.code, 1);
   assert.match(nobody.stderr, /cannot connect to 127\.0\.0\.2:\d+ \(ECONNREFUSED\)/);
+  // Kong's status codes: 200 for a passing sanity check, 400 for a failing one.
+  const passing = await postAcme({ host: 'check.example.com', test_http_challenge_flow: true });
+  assert.equal(passing.status, 200);
+  const failing = await postAcme({ host: 'foreign.example.com', test_http_challenge_flow: 'true' });
+  assert.equal(failing.status, 400);
+  assert.equal(failing.body.kind, 'preflight_failed');
+  assert.equal(failing.body.data?.reached, 'other_server');
   assert.equal(orderCount(), orders);
 });
 
@@ -89,6 +109,9 @@ test('preflight_check: a failed probe fails the order before it is placed; a pas
   const orders = orderCount();
   const failed = await acmed.cli(['issue', 'foreign.example.com']);
   assert.equal(failed.code, 1);
+  const refusedAgain = await postAcme({ host: 'foreign.example.com', force: true });
+  assert.equal(refusedAgain.status, 422, JSON.stringify(refusedAgain.body));
+  assert.equal(refusedAgain.body.kind, 'preflight_failed');
   assert.match(failed.stderr, /^acmed: http-01 preflight for foreign\.example\.com failed: .*nginx.*; no ACME order was placed$/m);
   assert.equal(orderCount(), orders, 'no order at the CA');
   const show = await acmed.cli(['show', 'foreign.example.com', '--json']);
@@ -108,6 +131,6 @@ test('preflight_check: a failed probe fails the order before it is placed; a pas
       res.on('end', () => resolve(body));
     }).on('error', reject);
   });
-  assert.match(metrics, /^acmed_issuance_failures_total\{name="foreign\.example\.com",reason="preflight"\} 1$/m);
+  assert.match(metrics, /^acmed_issuance_failures_total\{name="foreign\.example\.com",reason="preflight"\} 2$/m);
   assert.doesNotMatch(metrics, /^acmed_orders_total\{result="failed"/m, 'a failed preflight is not an order');
 });
