@@ -112,6 +112,10 @@ test('preflight_check: a failed probe fails the order before it is placed; a pas
   const refusedAgain = await postAcme({ host: 'foreign.example.com', force: true });
   assert.equal(refusedAgain.status, 422, JSON.stringify(refusedAgain.body));
   assert.equal(refusedAgain.body.kind, 'preflight_failed');
+  // In failure backoff now: refused with 409, which is neither an order nor an issuance failure.
+  const backedOff = await postAcme({ host: 'foreign.example.com' });
+  assert.equal(backedOff.status, 409);
+  assert.equal(backedOff.body.kind, 'backoff');
   assert.match(failed.stderr, /^acmed: http-01 preflight for foreign\.example\.com failed: .*nginx.*; no ACME order was placed$/m);
   assert.equal(orderCount(), orders, 'no order at the CA');
   const show = await acmed.cli(['show', 'foreign.example.com', '--json']);
