@@ -79,7 +79,11 @@ export class Transport {
       status = String(resp.status);
       return resp;
     } finally {
-      observe({ action, method, status, seconds: (performance.now() - started) / 1000 });
+      try {
+        observe({ action, method, status, seconds: (performance.now() - started) / 1000 });
+      } catch {
+        // Counting a request must never fail it.
+      }
     }
   }
 
