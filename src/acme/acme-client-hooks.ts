@@ -16,6 +16,7 @@ import type { Logger } from '../log.js';
 import { AcmeError, AcmeProblemError, parseRetryAfter, type AcmeProblem } from './errors.js';
 import type { NoncePool } from './nonce-pool.js';
 import { currentOrderScope } from './order-scope.js';
+import { asAction } from './request-action.js';
 import { withTransientRetry } from './retry.js';
 import type { Transport, TransportRequestOptions, TransportResponse } from './transport.js';
 
@@ -127,7 +128,8 @@ export function installHooks(client: ClientInternals, deps: HookDeps): void {
   http.getNonce = async () => {
     const pooled = nonces.take();
     if (pooled) return pooled;
-    await http.request(await http.getResourceUrl('newNonce'), 'head');
+    const url = await http.getResourceUrl('newNonce');
+    await asAction('new_nonce', () => http.request(url, 'head'));
     const fresh = nonces.take();
     if (!fresh) throw new AcmeProblemError({ type: 'badNonce', detail: 'the CA sent no Replay-Nonce' }, 0, 'newNonce');
     return fresh;

@@ -33,6 +33,7 @@ import { pollUntil, type PollOptions } from './poll.js';
 import { runInOrderScope, type OrderScope } from './order-scope.js';
 import { isTransient } from './retry.js';
 import { Transport } from './transport.js';
+import { asAction, type AcmeRequestSample } from './request-action.js';
 import { readCertificateInfo, splitPemChain } from '../certificate-info.js';
 import { ariCertId, parseRenewalInfo, type RenewalInfo } from '../renewal/ari.js';
 
@@ -50,6 +51,8 @@ export interface AcmeEngineOptions {
   poll?: PollOptions;
   /** Waits before each retry of one request after a transient fault; default 250 ms, 1 s, 3 s; [] sends once. */
   retryDelaysMs?: readonly number[];
+  /** Told of every HTTP request to the CA, with the ACME step it belongs to (metrics). */
+  observeRequest?: (sample: AcmeRequestSample) => void;
 }
 
 /** Validation completes a moment after the CA's fetch; poll just after it. */
@@ -138,7 +141,9 @@ export class AcmeEngine {
   /** Loads (or creates and registers) the account and warms the directory and nonce pool. */
   static async create(opts: AcmeEngineOptions): Promise<AcmeEngine> {
     const nonces = new NoncePool();
-    const transport = new Transport({ caBundle: opts.caBundle, timeoutMs: opts.requestTimeoutMs, nonces, userAgent: `acmed/${VERSION}` });
+    const transport = new Transport({
+      caBundle: opts.caBundle, timeoutMs: opts.requestTimeoutMs, nonces, userAgent: `acmed/${VERSION}`, observe: opts.observeRequest,
+    });
     const accountKey = await loadOrCreateAccountKey(opts.storage);
     const accountUrl = await loadAccountUrl(opts.storage, opts.directoryUrl);
     const client = new Client({
@@ -153,12 +158,12 @@ export class AcmeEngine {
       directoryUrl: opts.directoryUrl, email: opts.email, eabKid: opts.eab?.kid, storage: opts.storage, log: opts.log, nonces,
     });
     try {
-      await internals.http.getDirectory();
+      await asAction('get_directory', () => internals.http.getDirectory());
       if (accountUrl) {
         nonces.add(await internals.http.getNonce());
         opts.log.info({ accountUrl, ca: opts.directoryUrl }, 'using the stored ACME account');
       } else {
-        const url = await account.register();
+        const url = await asAction('new_account', () => account.register());
         opts.log.info({ accountUrl: url }, 'registered ACME account');
       }
     } catch (err) {
@@ -195,17 +200,17 @@ export class AcmeEngine {
 
   /** One plain GET of the directory, no retries: is the CA answering? (probing a CA in backoff) */
   async ping(): Promise<void> {
-    await this.transport.request(this.opts.directoryUrl, 'get');
+    await asAction('get_directory', () => this.transport.request(this.opts.directoryUrl, 'get'));
   }
 
   /** True when the CA's directory offers ARI (`renewalInfo`); lets a pass skip reading PEMs when it does not. */
   async offersRenewalInfo(): Promise<boolean> {
-    return typeof (await this.internals.http.getDirectory()).renewalInfo === 'string';
+    return typeof (await asAction('get_directory', () => this.internals.http.getDirectory())).renewalInfo === 'string';
   }
 
   /** Revokes a certificate with the account key (RFC 8555 §7.6); reason per RFC 5280 (0 unspecified, 1 keyCompromise, 4 superseded, 5 cessationOfOperation). */
   async revoke(certPem: string, reason = 0): Promise<void> {
-    await this.client.revokeCertificate(certPem, { reason });
+    await asAction('revoke_certificate', () => this.client.revokeCertificate(certPem, { reason }));
   }
 
   /**
@@ -214,10 +219,10 @@ export class AcmeEngine {
    */
   async renewalInfo(certPem: string): Promise<RenewalInfoAnswer | null> {
     const http = this.internals.http;
-    const directory = await http.getDirectory();
+    const directory = await asAction('get_directory', () => http.getDirectory());
     if (typeof directory.renewalInfo !== 'string') return null;
     const certId = ariCertId(certPem);
-    const resp = await http.request(`${directory.renewalInfo.replace(/\/$/, '')}/${certId}`, 'get');
+    const resp = await asAction('get_renewal_info', () => http.request(`${(directory.renewalInfo as string).replace(/\/$/, '')}/${certId}`, 'get'));
     return { certId, window: parseRenewalInfo(resp.data), retryAfterMs: parseRetryAfter(resp.headers['retry-after']) };
   }
 
@@ -250,7 +255,7 @@ export class AcmeEngine {
       } catch (err) {
         if (!accountRecovered && isAccountUnknown(err)) {
           accountRecovered = true;
-          await abortable(this.account.recover(accountUrl), current.signal);
+          await abortable(asAction('new_account', () => this.account.recover(accountUrl)), current.signal);
           // The earlier order belonged to the account the CA forgot.
           current = { ...current, resume: undefined };
           continue;
@@ -297,7 +302,7 @@ export class AcmeEngine {
       request.onStep?.('downloading');
 
       const preferred = request.preferredChain !== undefined ? request.preferredChain : this.opts.preferredChain;
-      const fullchain = await this.client.getCertificate(order as never, preferred ?? undefined);
+      const fullchain = await asAction('get_certificate', () => this.client.getCertificate(order as never, preferred ?? undefined));
       mark('downloaded');
       const privkey = (await work.privkey).pem;
       await work.persisted;
@@ -326,11 +331,11 @@ export class AcmeEngine {
       ? Promise.resolve(certificateKeyFromPem(request.reuseKey))
       : createCertificateKey({ keyType: request.keyType, rsaBits: request.rsaBits, curve: request.curve });
     privkey.catch(() => {}); // awaited later; avoid an unhandled rejection if the order fails first
-    const order = await this.client.createOrder({
+    const order = await asAction('new_order', () => this.client.createOrder({
       identifiers: request.names.map((value) => ({ type: 'dns', value })),
       ...(request.replaces ? { replaces: request.replaces } : {}),
       ...(request.profile ? { profile: request.profile } : {}),
-    } as never) as unknown as Order;
+    } as never)) as unknown as Order;
     const { onOrderPlaced } = request;
     // Runs beside the challenges rather than before them; finalize waits for it.
     const persisted = onOrderPlaced
@@ -372,7 +377,7 @@ export class AcmeEngine {
 
   /** Answers the pending authorizations and waits until the CA has validated them. */
   private async authorize(order: Order, challenges: ChallengePublisher, published: string[], signal: AbortSignal | undefined): Promise<Order> {
-    const authzs = await this.client.getAuthorizations(order as never) as unknown as Authorization[];
+    const authzs = await asAction('get_authorization', () => this.client.getAuthorizations(order as never)) as unknown as Authorization[];
     signal?.throwIfAborted();
     const pending = authzs.filter((a) => a.status !== 'valid');
     const tokens = await Promise.all(pending.map((authz) => this.answer(authz, challenges, published)));
@@ -413,7 +418,7 @@ export class AcmeEngine {
     return pollUntil<Order>(async () => {
       if (open.size === 1) {
         const [url] = open.keys();
-        const resp = await this.internals.api.apiRequest(url!, null, [200]);
+        const resp = await asAction('get_authorization', () => this.internals.api.apiRequest(url!, null, [200]));
         const authz = { ...resp.data, url } as Authorization;
         const failure = validationFailure(authz);
         if (failure) throw failure;
@@ -423,7 +428,7 @@ export class AcmeEngine {
         }
         return { value: order, retryAfterMs: parseRetryAfter(resp.headers['retry-after']) };
       }
-      const resp = await this.internals.api.apiRequest(order.url, null, [200]);
+      const resp = await asAction('get_order', () => this.internals.api.apiRequest(order.url, null, [200]));
       const current = { ...resp.data, url: order.url } as Order;
       if (current.status === 'pending') {
         await this.failOnFailedValidation(open);
@@ -449,7 +454,7 @@ export class AcmeEngine {
     // A resumed order may have been answered before the crash: the CA only needs the token served again.
     if (challenge.status !== 'pending') return challenge.token;
     try {
-      await this.client.completeChallenge(challenge as never);
+      await asAction('accept_challenge', () => this.client.completeChallenge(challenge as never));
     } catch (err) {
       // An answer the CA took but whose reply was lost is refused when sent
       // again (Pebble: malformed, "only status pending"); go on if it took.
@@ -468,7 +473,7 @@ export class AcmeEngine {
     let resp;
     for (let sent = 1; ; sent++) {
       try {
-        resp = await this.internals.api.apiRequest(order.finalize, { csr: csr.toString('base64url') }, [200]);
+        resp = await asAction('finalize_order', () => this.internals.api.apiRequest(order.finalize, { csr: csr.toString('base64url') }, [200]));
         break;
       } catch (err) {
         if (!(err instanceof AcmeProblemError && err.problemType === 'orderNotReady')) throw err;
@@ -491,12 +496,12 @@ export class AcmeEngine {
   }
 
   private async fetchOrder(url: string): Promise<Order> {
-    const resp = await this.internals.api.apiRequest(url, null, [200]);
+    const resp = await asAction('get_order', () => this.internals.api.apiRequest(url, null, [200]));
     return { ...resp.data, url } as Order;
   }
 
   private async fetchAuthorization(url: string): Promise<Authorization> {
-    const resp = await this.internals.api.apiRequest(url, null, [200]);
+    const resp = await asAction('get_authorization', () => this.internals.api.apiRequest(url, null, [200]));
     return { ...resp.data, url } as Authorization;
   }
 
@@ -505,7 +510,7 @@ export class AcmeEngine {
     order: Order, wanted: string[], signal: AbortSignal | undefined, initialWait?: () => Promise<void>,
   ): Promise<Order> {
     return pollUntil(async () => {
-      const resp = await this.internals.api.apiRequest(order.url, null, [200]);
+      const resp = await asAction('get_order', () => this.internals.api.apiRequest(order.url, null, [200]));
       const current = { ...resp.data, url: order.url } as Order;
       return { value: current, retryAfterMs: parseRetryAfter(resp.headers['retry-after']) };
     }, (o) => wanted.includes(o.status) || o.status === 'invalid', { what: `order ${order.url}`, ...this.opts.poll, initialWait, signal });
@@ -524,7 +529,7 @@ export class AcmeEngine {
   /** Finds the failed challenge behind an invalid order, so the error says why. */
   private async explainInvalid(order: Order): Promise<AcmeError> {
     try {
-      const authzs = await this.client.getAuthorizations(order as never) as unknown as Authorization[];
+      const authzs = await asAction('get_authorization', () => this.client.getAuthorizations(order as never)) as unknown as Authorization[];
       for (const authz of authzs) {
         const failure = validationFailure(authz);
         if (failure?.problem) return failure;

@@ -147,7 +147,9 @@ export function describeProblem(problem: AcmeProblem, httpStatus?: number): stri
 export function errorKind(err: unknown): string {
   if (err instanceof AcmeProblemError || err instanceof AcmeOrderInvalidError) return err.problemType;
   if (err instanceof AcmeError) return err.code.toLowerCase().replace('acme_', '');
-  return 'internal';
+  // Errors of acmed's own that name their kind (a failed http-01 preflight: 'preflight').
+  const kind = (err as { kind?: unknown } | null)?.kind;
+  return typeof kind === 'string' ? kind : 'internal';
 }
 
 /** Parses Retry-After (delta seconds or HTTP date) into milliseconds from now. */

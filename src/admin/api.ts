@@ -11,6 +11,7 @@ import type { CaState } from '../renewal/ca-backoff.js';
 import type { PassResult } from '../renewal/renewer.js';
 import { AcmedError } from '../errors.js';
 import { isStoreFault } from '../storage/errors.js';
+import { PreflightFailedError, type PreflightResult } from '../challenge/preflight.js';
 import type { ListPage, ListQuery } from '../daemon/listing.js';
 import { HttpError, readBody, sendJson, truthy } from './http-util.js';
 import { parseListQuery } from './list-query.js';
@@ -28,6 +29,8 @@ export type { CertificateStatus, HealthReport } from './wire.js';
 export interface AdminBackend {
   /** onStep hears the job's steps as they start (`acmed issue` on a terminal). */
   issue(host: string, force: boolean, onStep?: (step: IssueStep) => void): Promise<IssueOutcome>;
+  /** Kong's test_http_challenge_flow: probes the host's http-01 path; orders nothing. */
+  checkHttpChallenge(host: string): Promise<PreflightResult>;
   /** `issue`: a host named in `only` that has no certificate yet is ordered rather than refused (NoCertificateError). */
   renew(opts: { only?: string; force?: boolean; issue?: boolean }): Promise<PassResult>;
   /** Removes a certificate from storage, revoking it at the CA first when asked; null when there is none. */
@@ -61,9 +64,13 @@ export function createAdminHandler(backend: AdminBackend, log: Logger): AdminHan
       method: 'POST', path: /^\/acme$/, handler: async (req, res) => {
         const body = await readBody(req);
         if (typeof body.host !== 'string' || body.host === '') throw new HttpError(400, 'host is required');
-        // Kong's dry run of the http-01 path: refuse it rather than order a real certificate instead.
+        // Kong's dry run of the http-01 path: a probe token fetched over HTTP, no ACME request.
         if (truthy(body.test_http_challenge_flow)) {
-          throw new HttpError(501, 'test_http_challenge_flow is not supported by acmed yet; no certificate was ordered');
+          const result = await backend.checkHttpChallenge(body.host);
+          // 400 on failure, as Kong answers a failed sanity check.
+          if (!result.ok) throw new HttpError(400, new PreflightFailedError(result).message, { kind: 'preflight_failed', data: result });
+          sendJson(res, 200, { message: result.detail, data: result });
+          return;
         }
         const message = (outcome: IssueOutcome) => outcome.issued
           ? `certificate for ${outcome.name} is created`

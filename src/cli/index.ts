@@ -63,7 +63,13 @@ command('check-config', 'validate the config file; print each problem as file:li
 clientCommand('issue', 'issue a certificate for <host> now (waits for it); with --force, renew even if valid')
   .argument('<host>')
   .option('--force', 'order a new certificate even when a valid one is stored')
-  .action(async (host: string, flags: ClientFlags & { force?: boolean }) => {
+  .option('--check-only', 'order nothing: check that http://<host>/.well-known/acme-challenge/ reaches this acmed (Kong\'s test_http_challenge_flow)')
+  .action(async (host: string, flags: ClientFlags & { force?: boolean; checkOnly?: boolean }) => {
+    if (flags.checkOnly) {
+      const { data } = expectOk(await adminRequest<{ data: { detail: string } }>(resolveAdminTarget(flags), 'POST', '/acme', { host, test_http_challenge_flow: true }));
+      print(flags, data, `ok: ${data.detail}`);
+      return;
+    }
     await issueCertificate(resolveAdminTarget(flags), host, flags);
   });
 

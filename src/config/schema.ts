@@ -141,7 +141,23 @@ export const configSchema = z.strictObject({
   log_level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
   challenge: z.strictObject({
     listen: z.array(listenAddress).min(1).default(['0.0.0.0:80']),
-  }).default({ listen: ['0.0.0.0:80'] }),
+    /** Port-80 requests that are not challenges: 301 to https://<host><path> (true) or 404. */
+    redirect_https: z.boolean().default(false),
+  }).default({ listen: ['0.0.0.0:80'], redirect_https: false }),
+  /** A plain HTTP request for a `domains` host without a certificate starts its issuance. */
+  on_demand: z.strictObject({
+    enabled: z.boolean().default(false),
+    /** Asked `GET <ask_url>?domain=<host>` first; only a 2xx lets the host be issued. */
+    ask_url: z.url({ protocol: /^https?$/ }).nullable().default(null),
+    /** New hosts started per sliding hour, at most. */
+    max_per_hour: z.number().int().min(1).max(100_000).default(20),
+  }).default({ enabled: false, ask_url: null, max_per_hour: 20 }),
+  /** Probe http://<host>/.well-known/acme-challenge/ before each new order; a failed probe places no order. */
+  preflight_check: z.boolean().default(false),
+  /** The port the probe fetches: where the CA validates http-01, 80 for every public CA (Pebble's httpPort in tests). */
+  preflight_port: z.number().int().min(1).max(65535).default(80),
+  /** "host:port" of a DNS server the probe asks instead of the system resolver (a test DNS such as pebble-challtestsrv). */
+  preflight_resolver: listenAddress.nullable().default(null),
   metrics: z.strictObject({
     // 100,000 certificates make 200,000 per-certificate series; aggregates are always there.
     per_certificate: z.boolean().default(true),

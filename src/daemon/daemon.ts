@@ -24,6 +24,9 @@ import { closeAdminSocket, listenAdminSocket } from '../admin/server.js';
 import { AdminTcpListener } from '../admin/tcp-listener.js';
 import { ChallengeServer } from '../challenge/server.js';
 import { ChallengeTokens } from '../challenge/tokens.js';
+import { OnDemand } from '../challenge/on-demand.js';
+import { PreflightFailedError, probeHttpChallenge, type PreflightResult } from '../challenge/preflight.js';
+import { normalizeHostname } from '../hostname.js';
 import { certificateForHost, type ManagedCertificate } from '../config/managed.js';
 import { orderSettings, requestedProfiles } from '../config/order-settings.js';
 import type { Config } from '../config/schema.js';
@@ -77,7 +80,7 @@ const OVERDUE_GRACE_MS = 10 * 60_000;
 
 export class Daemon {
   private enginePromise?: Promise<AcmeEngine>;
-  /** The engine once loaded, for metrics. */
+  /** The engine once loaded, for probing the CA. */
   private loadedEngine?: AcmeEngine;
   private readonly metrics: DaemonMetrics;
   private adminServer?: http.Server;
@@ -93,6 +96,8 @@ export class Daemon {
   readonly queue: WorkQueue<IssueOutcome>;
   readonly hooks: DeployHooks;
   readonly issuer: Issuer;
+  /** on_demand: port-80 requests for allowed hosts without a certificate become jobs. */
+  readonly onDemand: OnDemand;
   private readonly listing: CertificateListing;
 
   private constructor(
@@ -111,6 +116,7 @@ export class Daemon {
       engine: () => this.engine(), storage, index, spool, ca, tokens, log, now,
       settings: (cert) => orderSettings(this.current, cert.name),
       lockTtlMs: () => this.current.lock_ttl_seconds * 1000,
+      preflight: (cert) => this.preflightBeforeOrder(cert),
     });
     this.queue = new WorkQueue(current.max_concurrent_orders);
     this.renewer = new Renewer({
@@ -133,12 +139,23 @@ export class Daemon {
     this.issuer.on('outcome', (event) => this.renewer.afterJob(event));
     this.metrics = createMetrics({
       issuer: this.issuer, hooks: this.hooks, index, ca,
-      acmeRequests: () => this.loadedEngine?.requestCount,
       challengeStats: () => tokens.stats,
       storageHealth: () => storage.health(),
       queue: this.queue,
       now,
       perCertificate: () => this.current.metrics.per_certificate,
+    });
+    this.onDemand = new OnDemand({
+      config: () => this.current, log, now,
+      standing: (name) => {
+        // Until the index is loaded nothing is known about any host: wait rather than order what may exist.
+        if (!this.indexReady || this.queue.has(name)) return 'pending';
+        const record = index.get(name);
+        if (record?.backoff && Date.parse(record.backoff.until) > now()) return 'backed_off';
+        return record?.notAfter ? 'has_certificate' : 'none';
+      },
+      submit: (cert) => this.submit(cert),
+      observe: (result) => this.metrics.observeOnDemand(result),
     });
     storage.on('up', () => void this.storageBack());
     ca.on('up', () => log.info('the CA answers again; orders resume'));
@@ -158,7 +175,11 @@ export class Daemon {
     const index = new CertificateIndex({ storage, log, now, policy: () => ({ renewThresholdDays: daemon.config.renew_threshold_days }) });
     const ca = new CaBackoff({ now });
     const tokens = new ChallengeTokens(storage, log);
-    const challengeServer = new ChallengeServer({ tokens, log });
+    const challengeServer = new ChallengeServer({
+      tokens, log,
+      redirectHttps: () => daemon.config.challenge.redirect_https,
+      onOther: (host) => daemon.onDemand.notice(host),
+    });
     const daemon: Daemon = new Daemon(config, log, storage, index, spool, ca, tokens, challengeServer, now, opts.timers);
     // Before port 80 opens: the CA may be validating an order this daemon's previous run was killed in.
     const restored = await tokens.restore().catch((err: Error) => {
@@ -272,6 +293,7 @@ export class Daemon {
         preferredChain: config.preferred_chain,
         storage: this.storage,
         log: this.log,
+        observeRequest: (sample) => this.metrics.observeAcmeRequest(sample),
       }))();
       this.enginePromise = attempt;
       attempt.then((engine) => {
@@ -391,6 +413,30 @@ export class Daemon {
   }
 
   /**
+   * Kong's test_http_challenge_flow and `acmed issue --check-only`: probes
+   * the host's http-01 path with a random token. Only a host acmed would
+   * order for is probed (an invalid or unlisted one is refused first), so
+   * the probe cannot be aimed at arbitrary names.
+   */
+  async checkHttpChallenge(host: string): Promise<PreflightResult> {
+    certificateForHost(this.current, host);
+    return probeHttpChallenge(normalizeHostname(host), this.preflightOptions());
+  }
+
+  /** preflight_check: every name of the certificate must reach acmed, or no order is placed. */
+  private async preflightBeforeOrder(cert: ManagedCertificate): Promise<void> {
+    if (!this.current.preflight_check) return;
+    const results = await Promise.all(cert.names.map((name) => probeHttpChallenge(name, this.preflightOptions())));
+    const failed = results.find((r) => !r.ok);
+    if (failed) throw new PreflightFailedError(failed);
+    this.log.debug({ cert: cert.name, ms: Math.max(...results.map((r) => r.ms)) }, 'http-01 preflight passed');
+  }
+
+  private preflightOptions() {
+    return { tokens: this.tokens, port: this.current.preflight_port, resolver: this.current.preflight_resolver };
+  }
+
+  /**
    * Applies a new, already validated config without dropping in-flight work.
    * Storage settings need a restart (the open store holds locks and tokens);
    * they are kept as they were, with a warning.
@@ -492,6 +538,7 @@ export class Daemon {
     const loaded = () => this.indexLoaded?.catch(() => {});
     return {
       issue: (host, force, onStep) => this.issue(host, force, onStep),
+      checkHttpChallenge: (host) => this.checkHttpChallenge(host),
       renew: async (opts) => {
         await loaded();
         if (opts.only && !opts.issue) {

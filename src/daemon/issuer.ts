@@ -126,6 +126,8 @@ export interface IssuerOptions {
   settings: (cert: ManagedCertificate) => OrderSettings;
   lockTtlMs: () => number;
   now?: () => number;
+  /** Runs before an order is placed (preflight_check); throws to fail the job without one. */
+  preflight?: (cert: ManagedCertificate) => Promise<void>;
 }
 
 export class Issuer extends EventEmitter<{ outcome: [JobEvent]; progress: [JobProgress] }> {
@@ -172,18 +174,21 @@ export class Issuer extends EventEmitter<{ outcome: [JobEvent]; progress: [JobPr
       throw error;
     }
     const started = Date.now();
+    const attempt = { ordered: false };
     try {
-      const result = await withLock(this.opts.storage, keys.lock(cert.name), (lock) => this.underLock(job, lock, started), {
+      const result = await withLock(this.opts.storage, keys.lock(cert.name), (lock) => this.underLock(job, lock, started, attempt), {
         signal: this.shutdown.signal, ttlMs: this.opts.lockTtlMs(),
       });
       this.emit('outcome', result);
       return result.outcome!;
     } catch (err) {
-      throw this.failed(cert, err as Error);
+      throw this.failed(cert, err as Error, attempt.ordered);
     }
   }
 
-  private async underLock(job: IssueJob, lock: HeldLock, started: number): Promise<Extract<JobEvent, { type: 'issued' | 'skipped' }>> {
+  private async underLock(
+    job: IssueJob, lock: HeldLock, started: number, attempt: { ordered: boolean },
+  ): Promise<Extract<JobEvent, { type: 'issued' | 'skipped' }>> {
     const { storage, index, spool } = this.opts;
     const { cert } = job;
     const signal = AbortSignal.any([this.shutdown.signal, lock.signal]);
@@ -211,7 +216,9 @@ export class Issuer extends EventEmitter<{ outcome: [JobEvent]; progress: [JobPr
     const settings = this.opts.settings(cert);
     // reuse_key: the stored key, as long as it is still of the kind the settings ask for.
     const reuseKey = settings.reuseKey && stored && keyMatches(stored.privkey, settings) ? stored.privkey : undefined;
-    const issued = await this.order(job, signal, stored && covers(stored) ? record?.ari?.certId : undefined, step, { ...settings, reuseKey });
+    await this.opts.preflight?.(cert);
+    signal.throwIfAborted();
+    const issued = await this.order(job, signal, stored && covers(stored) ? record?.ari?.certId : undefined, attempt, step, { ...settings, reuseKey });
     const bundle: CertificateBundle = {
       name: cert.name, names: cert.names, cert: issued.cert, chain: issued.chain, fullchain: issued.fullchain, privkey: issued.privkey,
       notBefore: issued.notBefore.toISOString(), notAfter: issued.notAfter.toISOString(),
@@ -231,8 +238,8 @@ export class Issuer extends EventEmitter<{ outcome: [JobEvent]; progress: [JobPr
 
   /** Asks the CA, through the CA backoff gate, resuming a pending order when there is one. */
   private async order(
-    job: IssueJob, signal: AbortSignal, replaces: string | undefined, onStep: (step: JobProgress['step']) => void,
-    settings: Omit<OrderSettings, 'reuseKey'> & { reuseKey?: string },
+    job: IssueJob, signal: AbortSignal, replaces: string | undefined, attempt: { ordered: boolean },
+    onStep: (step: JobProgress['step']) => void, settings: Omit<OrderSettings, 'reuseKey'> & { reuseKey?: string },
   ): Promise<IssuedCertificate> {
     const { cert } = job;
     const { ca, log } = this.opts;
@@ -244,6 +251,7 @@ export class Issuer extends EventEmitter<{ outcome: [JobEvent]; progress: [JobPr
         answered = true;
         throw new AccountUnavailableError(err);
       });
+      attempt.ordered = true;
       const resume = await this.pendingOrder(cert);
       const issued = await engine.issue({
         names: cert.names, keyType: settings.keyType, rsaBits: settings.rsaBits, curve: settings.curve, reuseKey: settings.reuseKey,
@@ -308,7 +316,7 @@ export class Issuer extends EventEmitter<{ outcome: [JobEvent]; progress: [JobPr
   }
 
   /** Maps a job's error to its typed form and emits the outcome. */
-  private failed(cert: ManagedCertificate, error: Error): Error {
+  private failed(cert: ManagedCertificate, error: Error, ordered: boolean): Error {
     if (this.shutdown.signal.aborted && !(error instanceof CertificateHeldError)) error = new OrderAbandonedError(cert.name);
     const blame = blameOf(error);
     const kind = errorKind(error instanceof AccountUnavailableError ? error.cause : error);
@@ -317,7 +325,7 @@ export class Issuer extends EventEmitter<{ outcome: [JobEvent]; progress: [JobPr
     } else {
       this.emit('outcome', {
         type: 'failed', name: cert.name, names: cert.names, error, kind, blame,
-        retryAfterMs: (error as AcmeProblemError).retryAfterMs,
+        retryAfterMs: (error as AcmeProblemError).retryAfterMs, ordered,
       });
     }
     return error;

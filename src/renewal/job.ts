@@ -44,5 +44,9 @@ export type FailureBlame = 'host' | 'ca' | 'store' | 'lock' | 'account' | 'shutd
 export type JobEvent =
   | { type: 'issued'; outcome: IssueOutcome; bundle: CertificateBundle }
   | { type: 'skipped'; name: string; names: string[]; reason: 'valid' | 'backoff' | 'shutdown'; outcome?: IssueOutcome; error?: Error }
-  | { type: 'failed'; name: string; names: string[]; error: Error; kind: string; blame: FailureBlame; retryAfterMs?: number };
+  | {
+    type: 'failed'; name: string; names: string[]; error: Error; kind: string; blame: FailureBlame; retryAfterMs?: number;
+    /** The job got as far as asking the CA for an order (not refused before it: CA backoff, lock, store, account). */
+    ordered?: boolean;
+  };
 

@@ -64,6 +64,8 @@ export interface PebbleHandle {
   managementUrl: string;
   /** Base URL of Pebble's ACME listener, e.g. https://127.0.0.1:14000 */
   acmeUrl: string;
+  /** pebble-challtestsrv's DNS server ("127.0.0.1:<port>"), Pebble's resolver: acmed's preflight_resolver in tests. */
+  dnsServer: string;
   /** A cert for localhost/127.0.0.1 signed by the same CA (for proxies). */
   issueServerCert(name?: string): Promise<ServerCert>;
   /** Pebble's root `index` (0 unless PEBBLE_ALTERNATE_ROOTS adds more). */
@@ -288,6 +290,7 @@ export async function startPebble(opts: PebbleOptions): Promise<PebbleHandle> {
       ca,
       managementUrl,
       acmeUrl,
+      dnsServer: `127.0.0.1:${dnsPort}`,
       issueServerCert: (name) => issueServerCert(ca, dir, name ?? `extra-${++certCount}`),
       rootPem: (index = 0) => mgmtGet(`/roots/${index}`),
       intermediatePem: () => mgmtGet('/intermediates/0'),
