@@ -55,9 +55,10 @@ command('run', 'run the daemon in the foreground')
 
 command('check-config', 'validate the config file; print each problem as file:line:col')
   .option('--config <file>', 'config file (default: $ACMED_CONFIG or /etc/acmed/acmed.yaml)')
-  .action(async (flags: { config?: string }) => {
+  .option('--online', 'also ask the CA: fetch api_uri\'s directory and check what only it can tell (profiles)')
+  .action(async (flags: { config?: string; online?: boolean }) => {
     const { checkConfig } = await import('./run.js');
-    process.exitCode = await checkConfig(flags.config);
+    process.exitCode = await checkConfig(flags.config, { online: flags.online });
   });
 
 clientCommand('issue', 'issue a certificate for <host> now (waits for it); with --force, renew even if valid')

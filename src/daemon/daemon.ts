@@ -321,7 +321,7 @@ export class Daemon {
     if (!offered) return;
     for (const { profile, path } of wanted) {
       if (!offered.includes(profile)) {
-        this.log.error({ profile, key: path.join('.'), offered, ca: config.api_uri }, 'the CA does not offer this profile; its certificates will not be ordered until the config is fixed');
+        this.log.error({ profile, config_key: path.join('.'), offered, ca: config.api_uri }, 'the CA does not offer this profile; its certificates will not be ordered until the config is fixed');
       }
     }
   }

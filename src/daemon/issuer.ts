@@ -15,7 +15,7 @@
 import { createPrivateKey } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { AcmeEngine, IssuedCertificate, PendingOrder } from '../acme/client.js';
-import { errorKind, isCaFault, AcmeError, AcmeProblemError } from '../acme/errors.js';
+import { errorKind, isCaFault, AcmeError, AcmeProblemError, ProfileNotOfferedError } from '../acme/errors.js';
 import { AcmedError, retryAfterSeconds } from '../errors.js';
 import type { ChallengePublisher } from '../challenge/publisher.js';
 import type { ManagedCertificate } from '../config/managed.js';
@@ -363,6 +363,7 @@ function keyMatches(pem: string, settings: OrderSettings): boolean {
 /** Who is to blame for a failed job: only 'host' failures put the host into backoff. */
 export function blameOf(error: Error): FailureBlame {
   if (error instanceof ShuttingDownError) return 'shutdown';
+  if (error instanceof ProfileNotOfferedError) return 'config';
   if (error instanceof CertificateHeldError || isStoreFault(error)) return 'store';
   if (error instanceof LockTimeoutError || error instanceof LockLostError) return 'lock';
   if (error instanceof AccountUnavailableError) return 'account';

@@ -39,7 +39,8 @@ export interface JobProgress {
 }
 
 /** Why a job ended without a new certificate, from the host's point of view. */
-export type FailureBlame = 'host' | 'ca' | 'store' | 'lock' | 'account' | 'shutdown';
+/** config: the config asks for what the CA cannot do (a profile it does not list); retried after a reload, no host backoff. */
+export type FailureBlame = 'host' | 'ca' | 'store' | 'lock' | 'account' | 'shutdown' | 'config';
 
 export type JobEvent =
   | { type: 'issued'; outcome: IssueOutcome; bundle: CertificateBundle }
