@@ -30,6 +30,11 @@ const hostPattern = z.string().transform((value, ctx) => {
 const listenAddress = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/, { error: 'expected "host:port", e.g. "0.0.0.0:80" or "[::]:80"', abort: true })
   .refine((value) => Number(value.slice(value.lastIndexOf(':') + 1)) <= 65535, 'port must be 0..65535');
 
+const serverAddress = z.strictObject({
+  host: z.string().min(1),
+  port: z.number().int().min(1).max(65535),
+});
+
 const fileStorage = z.strictObject({ path: z.string().min(1).default('/var/lib/acmed') });
 
 const redisStorage = z.strictObject({
@@ -42,6 +47,29 @@ const redisStorage = z.strictObject({
   ssl_server_name: z.string().nullable().default(null),
   namespace: z.string().default(''),
   /** Milliseconds a Redis call may take (acmed's addition, like consul/vault's timeout). */
+  timeout: z.number().int().positive().default(2000),
+  /** Redis Sentinel: the sentinels to ask for the master named sentinel_master (host and port are then unused). */
+  sentinels: z.array(serverAddress).min(1).nullable().default(null),
+  sentinel_master: z.string().min(1).nullable().default(null),
+  /** The sentinels' own password (requirepass in sentinel.conf); `auth` is the data nodes'. */
+  sentinel_password: z.string().nullable().default(null),
+  /** Redis Cluster: some of its nodes to start from; the rest are discovered (host and port are then unused). */
+  cluster_nodes: z.array(serverAddress).min(1).nullable().default(null),
+});
+
+const etcdStorage = z.strictObject({
+  /** Client URLs of the etcd members; http:// or https://. */
+  endpoints: z.array(z.url({ protocol: /^https?$/, error: 'expected an http:// or https:// URL, e.g. "http://127.0.0.1:2379"' }))
+    .min(1).default(['http://127.0.0.1:2379']),
+  prefix: z.string().default('acme/'),
+  username: z.string().min(1).nullable().default(null),
+  password: z.string().nullable().default(null),
+  /** PEM files: the CA that signed the members' certificates, and a client certificate where etcd asks for one. */
+  tls: z.strictObject({
+    ca: z.string().min(1).nullable().default(null),
+    cert: z.string().min(1).nullable().default(null),
+    key: z.string().min(1).nullable().default(null),
+  }).default({ ca: null, cert: null, key: null }),
   timeout: z.number().int().positive().default(2000),
 });
 
@@ -103,10 +131,10 @@ export const configSchema = z.strictObject({
   admin: z.strictObject({
     socket: z.string().min(1).default('/run/acmed/admin.sock'),
   }).default({ socket: '/run/acmed/admin.sock' }),
-  storage: z.enum(['file', 'memory', 'redis', 'consul', 'vault']).default('file'),
+  storage: z.enum(['file', 'memory', 'redis', 'consul', 'vault', 'etcd']).default('file'),
   /**
    * Several acmed instances share this storage (and answer http-01 for each
-   * other). Redis, Consul and Vault are always treated as shared; file storage
+   * other). Redis, Consul, Vault and etcd are always treated as shared; file storage
    * becomes shared (a network file system); memory storage is refused.
    */
   cluster: z.boolean().default(false),
@@ -129,22 +157,62 @@ export const configSchema = z.strictObject({
     redis: redisStorage.default(redisStorage.parse({})),
     consul: consulStorage.default(consulStorage.parse({})),
     vault: vaultStorage.default(vaultStorage.parse({})),
+    etcd: etcdStorage.default(etcdStorage.parse({})),
   }).default({
     file: fileStorage.parse({}),
     redis: redisStorage.parse({}),
     consul: consulStorage.parse({}),
     vault: vaultStorage.parse({}),
+    etcd: etcdStorage.parse({}),
   }),
 }).superRefine((config, ctx) => {
   if (config.cluster && config.storage === 'memory') {
-    ctx.addIssue({ code: 'custom', path: ['storage'], message: 'memory storage lives in one process; several instances (cluster: true) need file, redis, consul or vault' });
+    ctx.addIssue({ code: 'custom', path: ['storage'], message: 'memory storage lives in one process; several instances (cluster: true) need file, redis, consul, vault or etcd' });
   }
+  redisModeIssues(config.storage_config.redis, ctx);
+  etcdIssues(config.storage_config.etcd, ctx);
   if ((config.eab_kid === null) !== (config.eab_hmac_key === null)) {
     // Point at the one that is set: the missing one has no line to point at.
     const present = config.eab_kid !== null ? 'eab_kid' : 'eab_hmac_key';
     ctx.addIssue({ code: 'custom', path: [present], message: 'eab_kid and eab_hmac_key go together: set both or neither' });
   }
 });
+
+/** One Redis topology at a time: a single server, Sentinel, or Cluster. */
+function redisModeIssues(redis: z.output<typeof redisStorage>, ctx: z.RefinementCtx): void {
+  const at = (key: string) => ['storage_config', 'redis', key];
+  if (redis.sentinels && redis.cluster_nodes) {
+    ctx.addIssue({ code: 'custom', path: at('cluster_nodes'), message: 'sentinels and cluster_nodes exclude each other: Redis Sentinel or Redis Cluster, not both' });
+  }
+  if (redis.sentinels && !redis.sentinel_master) {
+    ctx.addIssue({ code: 'custom', path: at('sentinels'), message: 'sentinels needs sentinel_master: the master name the sentinels monitor' });
+  }
+  if (!redis.sentinels && redis.sentinel_master) {
+    ctx.addIssue({ code: 'custom', path: at('sentinel_master'), message: 'sentinel_master needs sentinels: the addresses of the sentinels to ask' });
+  }
+  if (!redis.sentinels && redis.sentinel_password !== null) {
+    ctx.addIssue({ code: 'custom', path: at('sentinel_password'), message: 'sentinel_password needs sentinels' });
+  }
+  if (redis.cluster_nodes && redis.database !== 0) {
+    ctx.addIssue({ code: 'custom', path: at('database'), message: 'Redis Cluster has database 0 only' });
+  }
+}
+
+function etcdIssues(etcd: z.output<typeof etcdStorage>, ctx: z.RefinementCtx): void {
+  const at = (...keys: string[]) => ['storage_config', 'etcd', ...keys];
+  if ((etcd.username === null) !== (etcd.password === null)) {
+    const present = etcd.username !== null ? 'username' : 'password';
+    ctx.addIssue({ code: 'custom', path: at(present), message: 'username and password go together: set both or neither' });
+  }
+  if ((etcd.tls.cert === null) !== (etcd.tls.key === null)) {
+    const present = etcd.tls.cert !== null ? 'cert' : 'key';
+    ctx.addIssue({ code: 'custom', path: at('tls', present), message: 'tls.cert and tls.key go together: a client certificate needs its key' });
+  }
+  const plain = etcd.endpoints.filter((url) => url.startsWith('http:'));
+  if (plain.length > 0 && plain.length < etcd.endpoints.length) {
+    ctx.addIssue({ code: 'custom', path: at('endpoints'), message: 'endpoints mix http:// and https://: use one scheme for every member' });
+  }
+}
 
 export type Config = z.output<typeof configSchema>;
 export type StorageName = Config['storage'];

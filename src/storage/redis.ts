@@ -20,7 +20,9 @@ import { assertValidPrefix } from './list-prefix.js';
 import { remoteCall } from './remote-call.js';
 import type { Storage } from './storage.js';
 
-export type RedisStorageOptions = Config['storage_config']['redis'] & {
+type TopologyKeys = 'sentinels' | 'sentinel_master' | 'sentinel_password' | 'cluster_nodes';
+
+export type RedisStorageOptions = Omit<Config['storage_config']['redis'], TopologyKeys> & Partial<Pick<Config['storage_config']['redis'], TopologyKeys>> & {
   /** Per-call deadline in ms; the config has no key for it yet. Default 2000. */
   timeout?: number;
   /** Roots (PEM) trusted instead of Node's defaults when ssl_verify is on; the config has no key for it yet. */

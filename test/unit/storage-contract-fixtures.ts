@@ -10,6 +10,7 @@
 //                 otherwise the stand-in in test/standins/consul.ts
 //   vault         a real Vault when VAULT_ADDR and VAULT_TOKEN are set (KV v2 mount:
 //                 VAULT_KV_MOUNT, default "secret"), otherwise test/standins/vault.ts
+//   etcd          a real etcd started on free loopback ports (test/harness/etcd.ts)
 
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -17,11 +18,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { createConsulStorage } from '../../src/storage/consul.js';
+import { createEtcdStorage } from '../../src/storage/etcd.js';
 import { createFileStorage } from '../../src/storage/file.js';
 import { createMemoryStorage } from '../../src/storage/memory.js';
 import { createRedisStorage } from '../../src/storage/redis.js';
 import type { Storage } from '../../src/storage/storage.js';
 import { createVaultStorage } from '../../src/storage/vault.js';
+import { startEtcd } from '../harness/etcd.js';
 import { startRedis } from '../harness/redis.js';
 import { startConsulStandin } from '../standins/consul.js';
 import { startVaultStandin } from '../standins/vault.js';
@@ -181,4 +184,24 @@ const vault: FixtureFactory = {
   },
 };
 
-export const fixtures: FixtureFactory[] = [memory, file, redis, consul, vault];
+const etcd: FixtureFactory = {
+  name: 'etcd',
+  target: 'etcd on loopback',
+  async start() {
+    const server = await startEtcd();
+    const options = {
+      endpoints: [server.endpoint], username: null, password: null,
+      tls: { ca: null, cert: null, key: null }, timeout: TIMEOUT_MS,
+    };
+    return tracked({
+      ioCount: () => server.requests(),
+      async space(open) {
+        const prefix = `acmed-test/${unique()}/`;
+        return { open: () => open(() => createEtcdStorage({ ...options, prefix })) };
+      },
+      close: () => server.stop(),
+    });
+  },
+};
+
+export const fixtures: FixtureFactory[] = [memory, file, redis, consul, vault, etcd];

@@ -1,9 +1,9 @@
 // The storage contract suite: the same tests (storage-contract-cases.ts) run
-// once per backend — memory, file, redis, consul, vault — followed by the
+// once per backend — memory, file, redis, consul, vault, etcd — followed by the
 // tests only one backend has (storage-contract-<backend>.ts).
 //
-// Servers: redis runs against a real redis-server the harness starts on a
-// free loopback port. consul and vault run against a real server when
+// Servers: redis and etcd run against a real redis-server / etcd the harness
+// starts on free loopback ports. consul and vault run against a real server when
 // CONSUL_HTTP_ADDR (+ CONSUL_HTTP_TOKEN) / VAULT_ADDR + VAULT_TOKEN (+
 // VAULT_KV_MOUNT, default "secret") are set, otherwise against the in-repo
 // stand-ins (test/standins/); tests that need a stand-in's hooks are skipped
