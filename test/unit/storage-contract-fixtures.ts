@@ -10,6 +10,8 @@
 //                 otherwise the stand-in in test/standins/consul.ts
 //   vault         a real Vault when VAULT_ADDR and VAULT_TOKEN are set (KV v2 mount:
 //                 VAULT_KV_MOUNT, default "secret"), otherwise test/standins/vault.ts
+//   redis-sentinel  a master, a replica and a sentinel (test/harness/redis-sentinel.ts)
+//   redis-cluster   three masters with a replica each (test/harness/redis-cluster.ts)
 //   etcd          a real etcd started on free loopback ports (test/harness/etcd.ts)
 
 import { randomBytes } from 'node:crypto';
@@ -26,6 +28,8 @@ import type { Storage } from '../../src/storage/storage.js';
 import { createVaultStorage } from '../../src/storage/vault.js';
 import { startEtcd } from '../harness/etcd.js';
 import { startRedis } from '../harness/redis.js';
+import { startRedisCluster } from '../harness/redis-cluster.js';
+import { startSentinelSetup } from '../harness/redis-sentinel.js';
 import { startConsulStandin } from '../standins/consul.js';
 import { startVaultStandin } from '../standins/vault.js';
 
@@ -132,6 +136,43 @@ const redis: FixtureFactory = {
   },
 };
 
+const redisBase = { host: '127.0.0.1', port: 6379, database: 0, ssl: false, ssl_verify: false, ssl_server_name: null, timeout: TIMEOUT_MS };
+
+const redisSentinel: FixtureFactory = {
+  name: 'redis-sentinel',
+  target: 'master, replica and sentinel on loopback',
+  async start() {
+    const setup = await startSentinelSetup();
+    const options = {
+      ...redisBase, auth: setup.password, sentinels: setup.sentinels,
+      sentinel_master: setup.masterName, sentinel_password: setup.sentinelPassword,
+    };
+    return tracked({
+      async space(open) {
+        const namespace = `acmed-test-${unique()}:`;
+        return { open: () => open(() => createRedisStorage({ ...options, namespace })) };
+      },
+      close: () => setup.stop(),
+    });
+  },
+};
+
+const redisCluster: FixtureFactory = {
+  name: 'redis-cluster',
+  target: '3 masters + 3 replicas on loopback',
+  async start() {
+    const cluster = await startRedisCluster();
+    const options = { ...redisBase, auth: cluster.password, cluster_nodes: cluster.nodes.slice(0, 2) };
+    return tracked({
+      async space(open) {
+        const namespace = `acmed-test-${unique()}:`;
+        return { open: () => open(() => createRedisStorage({ ...options, namespace })) };
+      },
+      close: () => cluster.stop(),
+    });
+  },
+};
+
 const consulAddr = process.env.CONSUL_HTTP_ADDR;
 const consul: FixtureFactory = {
   name: 'consul',
@@ -204,4 +245,4 @@ const etcd: FixtureFactory = {
   },
 };
 
-export const fixtures: FixtureFactory[] = [memory, file, redis, consul, vault, etcd];
+export const fixtures: FixtureFactory[] = [memory, file, redis, redisSentinel, redisCluster, consul, vault, etcd];
