@@ -30,6 +30,8 @@ export interface SentinelSetup {
   master(): Promise<Address>;
   /** SIGKILLs the current master; returns its address. */
   killMaster(): Promise<Address>;
+  /** SIGKILLs every replica of the current master. */
+  killReplicas(): Promise<void>;
   /** Waits until the sentinel names another master than `old`; returns it. */
   waitForNewMaster(old: Address, timeoutMs?: number): Promise<Address>;
   stop(): Promise<void>;
@@ -97,6 +99,10 @@ export async function startSentinelSetup(opts: { password?: string; sentinelPass
       if (!child) throw new Error(`no node on port ${current.port}`);
       await terminate(child);
       return current;
+    },
+    async killReplicas() {
+      const current = await master();
+      await Promise.all([...nodes].filter(([port]) => port !== current.port).map(([, child]) => terminate(child)));
     },
     async waitForNewMaster(old, timeoutMs = 30_000) {
       let now: Address = old;

@@ -15,6 +15,7 @@ import { consulSpecificTests } from './storage-contract-consul.js';
 import { etcdSpecificTests } from './storage-contract-etcd.js';
 import { type BackendFixture, fixtures } from './storage-contract-fixtures.js';
 import { redisSpecificTests } from './storage-contract-redis.js';
+import { replicatedRedisTests } from './storage-contract-redis-replicated.js';
 import { vaultSpecificTests } from './storage-contract-vault.js';
 
 for (const factory of fixtures) {
@@ -30,6 +31,7 @@ for (const factory of fixtures) {
 }
 
 describe('redis backend', redisSpecificTests);
+describe('redis backend: sentinel and cluster', replicatedRedisTests);
 describe('consul backend', consulSpecificTests);
 describe('vault backend', vaultSpecificTests);
 describe('etcd backend', etcdSpecificTests);
