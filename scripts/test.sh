@@ -6,8 +6,9 @@
 # then the benchmark at tiny sizes so it cannot rot (it times nothing here).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# prometheus: promtool (metrics lint, alert rule tests) and a real server that scrapes acmed.
-bash scripts/install-deps.sh lego redis-server prometheus
+# prometheus: promtool (metrics lint, alert rule tests) and a real server that scrapes acmed;
+# redis-sentinel, redis-tools (redis-cli --cluster) and etcd-server: the storage backends' real servers.
+bash scripts/install-deps.sh lego redis-server redis-sentinel redis-tools etcd-server prometheus
 # Tests, harness and benchmarks are type-checked too (the build covers src/ only).
 npx tsc -p tsconfig.check.json
 node --import tsx --test --test-concurrency=1 test/unit/*.test.ts test/e2e/*.test.ts

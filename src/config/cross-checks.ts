@@ -15,7 +15,7 @@ const isSet = (value: unknown) => value !== null && value !== undefined;
 
 export function crossFieldChecks(config: Raw, ctx: z.RefinementCtx): void {
   if (config.cluster === true && config.storage === 'memory') {
-    ctx.addIssue({ code: 'custom', path: ['storage'], message: 'memory storage lives in one process; several instances (cluster: true) need file, redis, consul or vault' });
+    ctx.addIssue({ code: 'custom', path: ['storage'], message: 'memory storage lives in one process; several instances (cluster: true) need file, redis, consul, vault or etcd' });
   }
   if (isSet(config.eab_kid) !== isSet(config.eab_hmac_key)) {
     // Point at the one that is set: the missing one has no line to point at.
@@ -23,6 +23,33 @@ export function crossFieldChecks(config: Raw, ctx: z.RefinementCtx): void {
     ctx.addIssue({ code: 'custom', path: [present], message: 'eab_kid and eab_hmac_key go together: set both or neither' });
   }
   adminChecks(section(config.admin), ctx);
+  const storage = section(config.storage_config);
+  redisChecks(section(storage.redis), ctx);
+  etcdChecks(section(storage.etcd), ctx);
+}
+
+/** Sentinel or Cluster, each with what it needs. */
+function redisChecks(redis: Raw, ctx: z.RefinementCtx): void {
+  const issue = (key: string, message: string) => ctx.addIssue({ code: 'custom', path: ['storage_config', 'redis', key], message });
+  if (isSet(redis.sentinels) && isSet(redis.cluster_nodes)) issue('cluster_nodes', 'sentinels and cluster_nodes exclude each other: Redis Sentinel or Redis Cluster, not both');
+  if (isSet(redis.sentinels) && !isSet(redis.sentinel_master)) issue('sentinels', 'sentinels needs sentinel_master: the master name the sentinels monitor');
+  if (!isSet(redis.sentinels) && isSet(redis.sentinel_master)) issue('sentinel_master', 'sentinel_master needs sentinels: the addresses of the sentinels to ask');
+  if (!isSet(redis.sentinels) && isSet(redis.sentinel_password)) issue('sentinel_password', 'sentinel_password needs sentinels');
+  if (isSet(redis.cluster_nodes) && typeof redis.database === 'number' && redis.database !== 0) issue('database', 'Redis Cluster has database 0 only');
+}
+
+function etcdChecks(etcd: Raw, ctx: z.RefinementCtx): void {
+  const issue = (path: string[], message: string) => ctx.addIssue({ code: 'custom', path: ['storage_config', 'etcd', ...path], message });
+  if (isSet(etcd.username) !== isSet(etcd.password)) {
+    issue([isSet(etcd.username) ? 'username' : 'password'], 'username and password go together: set both or neither');
+  }
+  const tls = section(etcd.tls);
+  if (isSet(tls.cert) !== isSet(tls.key)) {
+    issue(['tls', isSet(tls.cert) ? 'cert' : 'key'], 'tls.cert and tls.key go together: a client certificate needs its key');
+  }
+  const endpoints = Array.isArray(etcd.endpoints) ? etcd.endpoints.filter((e): e is string => typeof e === 'string') : [];
+  const plain = endpoints.filter((url) => url.startsWith('http:'));
+  if (plain.length > 0 && plain.length < endpoints.length) issue(['endpoints'], 'endpoints mix http:// and https://: use one scheme for every member');
 }
 
 /**

@@ -54,6 +54,11 @@ const certificateEntry = z.strictObject({
   reuse_key: z.boolean().optional(),
 });
 
+const serverAddress = z.strictObject({
+  host: z.string().min(1),
+  port: z.number().int().min(1).max(65535),
+});
+
 const fileStorage = z.strictObject({ path: z.string().min(1).default('/var/lib/acmed') });
 
 const redisStorage = z.strictObject({
@@ -66,6 +71,29 @@ const redisStorage = z.strictObject({
   ssl_server_name: z.string().nullable().default(null),
   namespace: z.string().default(''),
   /** Milliseconds a Redis call may take (acmed's addition, like consul/vault's timeout). */
+  timeout: z.number().int().positive().default(2000),
+  /** Redis Sentinel: the sentinels to ask for the master named sentinel_master (host and port are then unused). */
+  sentinels: z.array(serverAddress).min(1).nullable().default(null),
+  sentinel_master: z.string().min(1).nullable().default(null),
+  /** The sentinels' own password (requirepass in sentinel.conf); `auth` is the data nodes'. */
+  sentinel_password: z.string().nullable().default(null),
+  /** Redis Cluster: some of its nodes to start from; the rest are discovered (host and port are then unused). */
+  cluster_nodes: z.array(serverAddress).min(1).nullable().default(null),
+});
+
+const etcdStorage = z.strictObject({
+  /** Client URLs of the etcd members; http:// or https://. */
+  endpoints: z.array(z.url({ protocol: /^https?$/, error: 'expected an http:// or https:// URL, e.g. "http://127.0.0.1:2379"' }))
+    .min(1).default(['http://127.0.0.1:2379']),
+  prefix: z.string().default('acme/'),
+  username: z.string().min(1).nullable().default(null),
+  password: z.string().nullable().default(null),
+  /** PEM files: the CA that signed the members' certificates, and a client certificate where etcd asks for one. */
+  tls: z.strictObject({
+    ca: z.string().min(1).nullable().default(null),
+    cert: z.string().min(1).nullable().default(null),
+    key: z.string().min(1).nullable().default(null),
+  }).default({ ca: null, cert: null, key: null }),
   timeout: z.number().int().positive().default(2000),
 });
 
@@ -163,10 +191,10 @@ export const configSchema = z.strictObject({
     per_certificate: z.boolean().default(true),
   }).default({ per_certificate: true }),
   admin: adminSchema.default(adminSchema.parse({})),
-  storage: z.enum(['file', 'memory', 'redis', 'consul', 'vault']).default('file'),
+  storage: z.enum(['file', 'memory', 'redis', 'consul', 'vault', 'etcd']).default('file'),
   /**
    * Several acmed instances share this storage (and answer http-01 for each
-   * other). Redis, Consul and Vault are always treated as shared; file storage
+   * other). Redis, Consul, Vault and etcd are always treated as shared; file storage
    * becomes shared (a network file system); memory storage is refused.
    */
   cluster: z.boolean().default(false),
@@ -189,14 +217,17 @@ export const configSchema = z.strictObject({
     redis: redisStorage.default(redisStorage.parse({})),
     consul: consulStorage.default(consulStorage.parse({})),
     vault: vaultStorage.default(vaultStorage.parse({})),
+    etcd: etcdStorage.default(etcdStorage.parse({})),
   }).default({
     file: fileStorage.parse({}),
     redis: redisStorage.parse({}),
     consul: consulStorage.parse({}),
     vault: vaultStorage.parse({}),
+    etcd: etcdStorage.parse({}),
   }),
   // when: cross-field rules run even when a field failed, so check-config reports every problem at once.
 }).superRefine((config, ctx) => crossFieldChecks(config, ctx), { when: () => true });
 
+/** One Redis topology at a time: a single server, Sentinel, or Cluster. */
 export type Config = z.output<typeof configSchema>;
 export type StorageName = Config['storage'];

@@ -407,3 +407,51 @@ describe('admin listener keys', () => {
     assertOneProblem(`${BASE}admin:\n  token_file: /t\n`, '/t', /set admin.listen too/);
   });
 });
+
+describe('redis sentinel / cluster and etcd keys', () => {
+  const REDIS = `${BASE}storage: redis\nstorage_config:\n  redis:\n`;
+
+  test('sentinels with sentinel_master, and cluster_nodes, are read; single-server Redis stays the default', () => {
+    const sentinel = parseConfig(`${REDIS}    sentinels: [{host: 10.0.0.1, port: 26379}, {host: 10.0.0.2, port: 26379}]\n    sentinel_master: acmed\n    sentinel_password: s3cret\n`);
+    assert.deepEqual(sentinel.storage_config.redis.sentinels, [{ host: '10.0.0.1', port: 26379 }, { host: '10.0.0.2', port: 26379 }]);
+    assert.equal(sentinel.storage_config.redis.sentinel_master, 'acmed');
+    assert.equal(sentinel.storage_config.redis.sentinel_password, 's3cret');
+    const cluster = parseConfig(`${REDIS}    cluster_nodes:\n      - {host: 10.0.0.1, port: 7000}\n`);
+    assert.deepEqual(cluster.storage_config.redis.cluster_nodes, [{ host: '10.0.0.1', port: 7000 }]);
+    const plain = parseConfig(BASE).storage_config.redis;
+    assert.equal(plain.sentinels, null);
+    assert.equal(plain.cluster_nodes, null);
+  });
+
+  test('sentinels together with cluster_nodes is an error at cluster_nodes', () => {
+    const text = `${REDIS}    sentinels: [{host: a, port: 26379}]\n    sentinel_master: acmed\n    cluster_nodes: [{host: b, port: 7000}]\n`;
+    assertOneProblem(text, '[{host: b', /sentinels and cluster_nodes exclude each other/);
+  });
+
+  test('sentinels without sentinel_master, and sentinel_master alone, are errors at the key that is set', () => {
+    assertOneProblem(`${REDIS}    sentinels: [{host: a, port: 26379}]\n`, '[{host: a', /sentinels needs sentinel_master/);
+    assertOneProblem(`${REDIS}    sentinel_master: acmed\n`, 'acmed', /sentinel_master needs sentinels/);
+  });
+
+  test('a sentinel or cluster node needs host and port; cluster_nodes refuses a database other than 0', () => {
+    assertOneProblem(`${REDIS}    cluster_nodes: [{host: a}]\n`, '{host: a}', /cluster_nodes\.0\.port: required/);
+    assertOneProblem(`${REDIS}    cluster_nodes: [{host: a, port: 7000}]\n    database: 2\n`, '2', /Redis Cluster has database 0 only/, 6);
+  });
+
+  test('etcd: defaults, and every key read', () => {
+    const defaults = parseConfig(`${BASE}storage: etcd\n`).storage_config.etcd;
+    assert.deepEqual(defaults, {
+      endpoints: ['http://127.0.0.1:2379'], prefix: 'acme/', username: null, password: null,
+      tls: { ca: null, cert: null, key: null }, timeout: 2000,
+    });
+    const set = parseConfig(`${BASE}storage: etcd\nstorage_config:\n  etcd:\n    endpoints: ["https://e1:2379", "https://e2:2379"]\n    prefix: certs/\n    username: acmed\n    password: pw\n    tls: {ca: /etc/acmed/etcd-ca.pem, cert: /etc/acmed/etcd.pem, key: /etc/acmed/etcd-key.pem}\n    timeout: 5000\n`).storage_config.etcd;
+    assert.deepEqual(set.endpoints, ['https://e1:2379', 'https://e2:2379']);
+    assert.equal(set.tls.key, '/etc/acmed/etcd-key.pem');
+  });
+
+  test('etcd: a bad endpoint, a username without password, a cert without key are errors where they stand', () => {
+    assertOneProblem(`${BASE}storage: etcd\nstorage_config:\n  etcd:\n    endpoints: ["e1:2379"]\n`, '"e1:2379"', /http:\/\/ or https:\/\/ URL/);
+    assertOneProblem(`${BASE}storage: etcd\nstorage_config:\n  etcd:\n    username: acmed\n`, 'acmed', /username and password go together/, 6);
+    assertOneProblem(`${BASE}storage: etcd\nstorage_config:\n  etcd:\n    tls: {cert: /c.pem}\n`, '/c.pem', /tls\.cert and tls\.key go together/);
+  });
+});
