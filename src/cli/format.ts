@@ -11,6 +11,9 @@ export function formatOutcome(outcome: IssueOutcome): string {
     `  files:   ${outcome.location}`,
     `  expires: ${outcome.notAfter}`,
   ];
+  if (outcome.dnsPropagationMs !== undefined) {
+    lines.push(`  dns-01:  TXT records visible on every DNS server after ${(outcome.dnsPropagationMs / 1000).toFixed(1)} s`);
+  }
   if (outcome.deployHook) {
     const hook = outcome.deployHook;
     lines.push(`  deploy hook: ${hook.ok ? 'ok' : hook.timedOut ? 'timed out' : `failed (exit ${hook.exitCode})`}`);

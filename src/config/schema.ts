@@ -7,15 +7,17 @@ import { validate as isValidCron } from 'node-cron';
 import { z } from 'zod';
 import { normalizeHostname } from '../hostname.js';
 
-const hostname = z.string().transform((value, ctx) => {
+/** A certificate name: a host, or "*.host" (a wildcard, which needs dns-01). */
+const certificateName = z.string().transform((value, ctx) => {
   try {
-    return normalizeHostname(value);
+    return normalizeHostname(value, { allowWildcard: true });
   } catch (err) {
-    const hint = value.startsWith('*.') ? ' (wildcard names need dns-01, which acmed does not offer yet)' : '';
-    ctx.addIssue({ code: 'custom', message: `${(err as Error).message}${hint}` });
+    ctx.addIssue({ code: 'custom', message: (err as Error).message });
     return z.NEVER;
   }
 });
+
+const challengeType = z.enum(['http-01', 'dns-01']);
 
 const hostPattern = z.string().transform((value, ctx) => {
   try {
@@ -29,6 +31,33 @@ const hostPattern = z.string().transform((value, ctx) => {
 // abort: a value that is not host:port at all gets one message, not a second "port" one.
 const listenAddress = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/, { error: 'expected "host:port", e.g. "0.0.0.0:80" or "[::]:80"', abort: true })
   .refine((value) => Number(value.slice(value.lastIndexOf(':') + 1)) <= 65535, 'port must be 0..65535');
+
+const dnsServerAddress = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s\[\]]+)(:\d{1,5})?$/, 'expected "host:port" (port 53 when left out), e.g. "ns1.example.com:53"');
+
+const tsigAlgorithm = z.enum(['hmac-sha256', 'hmac-sha384', 'hmac-sha512']);
+
+/** dns-01: how acmed writes TXT records (one provider) and where it checks they are visible. */
+const dnsSection = z.strictObject({
+  provider: z.enum(['rfc2136', 'exec']),
+  /** Where propagation is checked; empty: the zone's authoritative servers. */
+  resolvers: z.array(dnsServerAddress).default([]),
+  propagation_timeout_seconds: z.number().positive().max(3600).default(120),
+  rfc2136: z.strictObject({
+    server: dnsServerAddress,
+    /** null: found by SOA lookup for each record name (a CNAME's target may be in another zone). */
+    zone: z.string().min(1).nullable().default(null),
+    tsig_key_name: z.string().min(1).default('acmed'),
+    tsig_algorithm: tsigAlgorithm.default('hmac-sha256'),
+    tsig_secret_file: z.string().min(1),
+  }).nullable().default(null),
+  exec: z.strictObject({
+    command: z.string().min(1),
+    timeout_seconds: z.number().positive().max(3600).default(60),
+  }).nullable().default(null),
+}).superRefine((dns, ctx) => {
+  if (dns.provider === 'rfc2136' && !dns.rfc2136) ctx.addIssue({ code: 'custom', path: ['provider'], message: 'provider rfc2136 needs a dns.rfc2136 section (server, tsig_key_name, tsig_secret_file)' });
+  if (dns.provider === 'exec' && !dns.exec) ctx.addIssue({ code: 'custom', path: ['provider'], message: 'provider exec needs a dns.exec section (command)' });
+});
 
 const fileStorage = z.strictObject({ path: z.string().min(1).default('/var/lib/acmed') });
 
@@ -79,7 +108,11 @@ export const configSchema = z.strictObject({
   cert_type: z.enum(['ecc', 'rsa']).default('ecc'),
   rsa_key_size: z.union([z.literal(2048), z.literal(3072), z.literal(4096)]).default(4096),
   domains: z.array(hostPattern).default([]),
-  certificates: z.array(z.strictObject({ names: z.array(hostname).min(1) })).default([]),
+  certificates: z.array(z.strictObject({
+    names: z.array(certificateName).min(1),
+    /** Overrides challenge.type; a certificate with a "*." name uses dns-01 unless it says otherwise. */
+    challenge: challengeType.optional(),
+  })).default([]),
   renew_threshold_days: z.number().positive().nullable().default(null),
   fail_backoff_minutes: z.number().positive().default(5),
   /** node-cron expression for the renewal pass; null: once a day at a minute derived from this machine's name. */
@@ -95,7 +128,10 @@ export const configSchema = z.strictObject({
   log_level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
   challenge: z.strictObject({
     listen: z.array(listenAddress).min(1).default(['0.0.0.0:80']),
-  }).default({ listen: ['0.0.0.0:80'] }),
+    /** The challenge of certificates that do not name one (on-demand and admin-issued ones too). */
+    type: challengeType.default('http-01'),
+  }).default({ listen: ['0.0.0.0:80'], type: 'http-01' }),
+  dns: dnsSection.nullable().default(null),
   metrics: z.strictObject({
     // 100,000 certificates make 200,000 per-certificate series; aggregates are always there.
     per_certificate: z.boolean().default(true),
@@ -144,7 +180,56 @@ export const configSchema = z.strictObject({
     const present = config.eab_kid !== null ? 'eab_kid' : 'eab_hmac_key';
     ctx.addIssue({ code: 'custom', path: [present], message: 'eab_kid and eab_hmac_key go together: set both or neither' });
   }
+  checkChallenges(config, ctx);
 });
+
+interface ChallengeSettings {
+  certificates: { names: string[]; challenge?: 'http-01' | 'dns-01' }[];
+  challenge: { type: 'http-01' | 'dns-01' };
+  dns: object | null;
+}
+
+/**
+ * Every certificate's challenge must be one acmed can answer: a wildcard
+ * name only by dns-01, and dns-01 only with a `dns` section. Problems point
+ * at the name (or the `challenge` key) they are about. Two certificates
+ * stored under one name (a wildcard's files drop the "*.") are refused too.
+ */
+function checkChallenges(config: ChallengeSettings, ctx: z.RefinementCtx): void {
+  if (config.challenge.type === 'dns-01' && !config.dns) {
+    ctx.addIssue({ code: 'custom', path: ['challenge', 'type'], message: 'dns-01 needs a "dns" section (provider rfc2136 or exec); see README "dns-01"' });
+  }
+  const storedAs = new Map<string, number>();
+  config.certificates.forEach((cert, i) => {
+    const wildcardAt = cert.names.findIndex((n) => n.startsWith('*.'));
+    if (wildcardAt >= 0 && !config.dns) {
+      ctx.addIssue({
+        code: 'custom', path: ['certificates', i, 'names', wildcardAt],
+        message: `${cert.names[wildcardAt]} is a wildcard name: it needs dns-01, and dns-01 needs a "dns" section (provider rfc2136 or exec); see README "dns-01"`,
+      });
+    } else if (wildcardAt >= 0 && cert.challenge === 'http-01') {
+      ctx.addIssue({
+        code: 'custom', path: ['certificates', i, 'names', wildcardAt],
+        message: `${cert.names[wildcardAt]} is a wildcard name: http-01 cannot prove it; remove "challenge: http-01" or use dns-01`,
+      });
+    } else if (cert.challenge === 'dns-01' && !config.dns) {
+      ctx.addIssue({ code: 'custom', path: ['certificates', i, 'challenge'], message: 'dns-01 needs a "dns" section (provider rfc2136 or exec); see README "dns-01"' });
+    }
+    const name = storageName(cert.names[0]);
+    const other = storedAs.get(name);
+    if (other !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['certificates', i, 'names', 0], message: `certificates ${other + 1} and ${i + 1} would both be stored as ${name}; give one of them another first name` });
+    } else {
+      storedAs.set(name, i);
+    }
+  });
+}
+
+/** Where a certificate is stored: its first name, without a wildcard's "*." (certbot's convention). */
+export function storageName(firstName: string): string {
+  return firstName.startsWith('*.') ? firstName.slice(2) : firstName;
+}
 
 export type Config = z.output<typeof configSchema>;
 export type StorageName = Config['storage'];
+export type DnsConfig = NonNullable<Config['dns']>;

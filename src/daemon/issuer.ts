@@ -15,7 +15,7 @@
 import { EventEmitter } from 'node:events';
 import type { AcmeEngine, IssuedCertificate, PendingOrder } from '../acme/client.js';
 import { errorKind, isCaFault, AcmeError, type AcmeProblemError } from '../acme/errors.js';
-import type { ChallengePublisher } from '../challenge/publisher.js';
+import type { ChallengeSolver } from '../challenge/solver.js';
 import type { ManagedCertificate } from '../config/managed.js';
 import type { FailureBlame, IssueJob, IssueOutcome, JobEvent } from '../renewal/job.js';
 import type { Logger } from '../log.js';
@@ -76,7 +76,8 @@ export interface IssuerOptions {
   index: CertificateIndex;
   spool: CertificateSpool;
   ca: CaBackoff;
-  tokens: ChallengePublisher;
+  /** The solver for the certificate's challenge type (http-01 tokens, dns-01 records). */
+  solver: (cert: ManagedCertificate) => ChallengeSolver;
   log: Logger;
   keyType: () => { keyType: 'ecc' | 'rsa'; rsaBits: number };
   lockTtlMs: () => number;
@@ -173,7 +174,7 @@ export class Issuer extends EventEmitter<{ outcome: [JobEvent] }> {
       throw err;
     }
     await this.forgetOrder(cert);
-    return this.issuedEvent(cert, bundle, { requests: issued.requests, started, resumed: issued.resumed });
+    return this.issuedEvent(cert, bundle, { requests: issued.requests, started, resumed: issued.resumed, dnsPropagationMs: issued.propagationMs });
   }
 
   /** Asks the CA, through the CA backoff gate, resuming a pending order when there is one. */
@@ -188,11 +189,12 @@ export class Issuer extends EventEmitter<{ outcome: [JobEvent] }> {
         answered = true;
         throw new AccountUnavailableError(err);
       });
+      const solver = this.opts.solver(cert);
       const resume = await this.pendingOrder(cert);
       const issued = await engine.issue({
         names: cert.names, ...this.opts.keyType(), replaces, signal, resume,
         onOrderPlaced: (pending) => this.rememberOrder(cert, pending),
-      }, this.opts.tokens);
+      }, solver);
       ca.success();
       answered = true;
       return issued;
@@ -267,10 +269,12 @@ export class Issuer extends EventEmitter<{ outcome: [JobEvent] }> {
   }
 
   private issuedEvent(
-    cert: ManagedCertificate, bundle: CertificateBundle, opts: { requests: number; started: number; resumed?: boolean; fromSpool?: boolean },
+    cert: ManagedCertificate, bundle: CertificateBundle,
+    opts: { requests: number; started: number; resumed?: boolean; fromSpool?: boolean; dnsPropagationMs?: number },
   ): Extract<JobEvent, { type: 'issued' }> {
     const outcome = this.outcome(cert, bundle, true, opts.requests, opts.started);
     if (opts.resumed) outcome.resumed = true;
+    if (opts.dnsPropagationMs !== undefined) outcome.dnsPropagationMs = opts.dnsPropagationMs;
     if (opts.fromSpool) outcome.fromSpool = true;
     return { type: 'issued', outcome, bundle };
   }
