@@ -26,9 +26,7 @@ function entryId(record: TxtRecord): string {
 }
 
 export class DnsRecordLedger {
-  private readonly owner = newOwnerToken();
-
-  constructor(private readonly storage: Storage) {}
+  constructor(private readonly storage: Storage, private readonly owner = newOwnerToken()) {}
 
   async add(record: TxtRecord, provider: string): Promise<void> {
     const entry: LedgerEntry = { ...record, provider, owner: this.owner, placedAt: new Date().toISOString() };

@@ -27,6 +27,8 @@ export interface Dns01Options {
   propagationTimeoutMs: number;
   /** dns.rfc2136.zone: used for record names inside it; null: SOA lookup. */
   zone?: string | null;
+  /** Owner token written with each ledger entry; default: this process's (tests play an earlier run with it). */
+  owner?: string;
 }
 
 function isWithin(name: string, zone: string): boolean {
@@ -40,7 +42,7 @@ export class Dns01Solver implements ChallengeSolver {
   private readonly ledger: DnsRecordLedger;
 
   constructor(private readonly opts: Dns01Options) {
-    this.ledger = new DnsRecordLedger(opts.storage);
+    this.ledger = new DnsRecordLedger(opts.storage, opts.owner);
   }
 
   /** Where zones, CNAMEs and NS records are asked: the provider's server, else dns.resolvers, else this machine's resolver. */

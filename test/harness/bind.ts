@@ -36,6 +36,8 @@ export interface BindOptions {
 
 export interface BindHandle {
   port: number;
+  /** named's process id. */
+  pid: number;
   /** "127.0.0.1:<port>" */
   address: string;
   keyName: string;
@@ -155,6 +157,7 @@ ${zones.join('\n')}
 
   return {
     port,
+    pid: child.pid!,
     address: `127.0.0.1:${port}`,
     keyName,
     algorithm,
