@@ -5,6 +5,7 @@
  * servers are authoritative for the zone (where propagation is checked).
  */
 import type { Answer } from 'dns-packet';
+import { lookup } from 'node:dns/promises';
 import { query, type DnsServer, formatServer } from './dns-transport.js';
 
 /** The data of a record that has some (every type but OPT). */
@@ -18,6 +19,8 @@ function rcodeOf(packet: object): string {
 }
 
 const MAX_CNAME_HOPS = 8;
+/** A DNS name as it may appear in a CNAME target: letters, digits, "-" and "_" (as in "_acme-challenge"). */
+const RECORD_NAME = /^(?=.{1,253}$)([a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)(\.[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)+$/;
 
 function sameName(a: string, b: string): boolean {
   return a.replace(/\.$/, '').toLowerCase() === b.replace(/\.$/, '').toLowerCase();
@@ -40,6 +43,8 @@ export async function followCname(name: string, server: DnsServer): Promise<stri
     const alias = answer.answers?.find((a) => a.type === 'CNAME' && sameName(a.name, current));
     if (!alias) return current;
     const target = bare(dataOf(alias) as string);
+    // The target goes into an update and a hook's argv: only a plain DNS name is taken.
+    if (!RECORD_NAME.test(target)) throw new Error(`the CNAME at ${current} points to ${JSON.stringify(target.slice(0, 80))}, which is not a usable DNS name`);
     if (seen.has(target)) throw new Error(`the CNAME chain from ${name} loops at ${target}`);
     seen.add(target);
     current = target;
@@ -68,16 +73,23 @@ export async function findZone(name: string, server: DnsServer): Promise<string>
   throw new Error(`no zone found for ${name}: DNS server ${formatServer(server)} returned no SOA for it or any parent`);
 }
 
-/** The zone's authoritative servers (NS, their addresses from the same server), each on port 53. */
+/**
+ * The zone's authoritative servers, each on port 53: its NS records, their
+ * addresses from the same server, else (a primary that serves no zone of the
+ * NS hosts) from this machine's resolver.
+ */
 export async function authoritativeServers(zone: string, server: DnsServer): Promise<DnsServer[]> {
   const ns = await query(server, zone, 'NS', { recursion: true });
   const hosts = (ns.answers ?? []).filter((a) => a.type === 'NS').map((a) => bare(dataOf(a) as string));
   const servers: DnsServer[] = [];
   for (const host of hosts) {
+    const found: string[] = [];
     for (const type of ['A', 'AAAA'] as const) {
       const addresses = await query(server, host, type, { recursion: true }).catch(() => null);
-      for (const a of addresses?.answers ?? []) if (a.type === type) servers.push({ host: dataOf(a) as string, port: 53 });
+      for (const a of addresses?.answers ?? []) if (a.type === type) found.push(dataOf(a) as string);
     }
+    if (found.length === 0) found.push(...(await lookup(host, { all: true }).catch(() => [])).map((a) => a.address));
+    servers.push(...found.map((host) => ({ host, port: 53 })));
   }
   if (servers.length === 0) throw new Error(`no authoritative server found for zone ${zone} (asked ${formatServer(server)} for its NS records)`);
   return servers;

@@ -12,7 +12,7 @@ let server: DnsServer;
 before(async () => {
   bind = await startBind({
     zones: [
-      { name: 'example.com', records: ['_acme-challenge.www IN CNAME www.validation.example.org.', 'loop-a IN CNAME loop-b', 'loop-b IN CNAME loop-a', 'sub IN NS ns1'] },
+      { name: 'example.com', records: ['_acme-challenge.www IN CNAME www.validation.example.org.', 'loop-a IN CNAME loop-b', 'loop-b IN CNAME loop-a', 'sub IN NS ns1', '_acme-challenge.odd IN CNAME bad\\032name.example.org.'] },
       { name: 'example.org', records: ['www.validation IN TXT "there"'] },
       { name: 'deep.example.com' },
     ],
@@ -32,10 +32,11 @@ test('findZone: the SOA owner for an apex, a missing name and a name in a child 
   await assert.rejects(findZone('_acme-challenge.example.net', server), /no zone found for _acme-challenge\.example\.net: DNS server 127\.0\.0\.1:\d+ knows only the root zone above it/);
 });
 
-test('followCname: the end of the chain, the name itself when no alias, and a loop refused', async () => {
+test('followCname: the end of the chain, the name itself when no alias; a loop and an unusable target refused', async () => {
   assert.equal(await followCname('_acme-challenge.www.example.com', server), 'www.validation.example.org');
   assert.equal(await followCname('_acme-challenge.plain.example.com', server), '_acme-challenge.plain.example.com');
   await assert.rejects(followCname('loop-a.example.com', server), /the CNAME chain from loop-a\.example\.com loops at loop-a\.example\.com/);
+  await assert.rejects(followCname('_acme-challenge.odd.example.com', server), /the CNAME at _acme-challenge\.odd\.example\.com points to "bad name\.example\.org", which is not a usable DNS name/);
 });
 
 test('authoritativeServers: the NS hosts\' addresses on port 53', async () => {
