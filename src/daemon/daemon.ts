@@ -324,9 +324,9 @@ export class Daemon {
   }
 
   /**
-   * Removes the dns-01 records this instance's earlier run left. A ledger
-   * entry written with no dns section configured now is kept (and logged)
-   * until one is.
+   * Removes the dns-01 records this instance's earlier run left, through the
+   * provider configured now. Without a `dns` section the entries stay in
+   * storage until one is configured again.
    */
   private async cleanDnsLeftovers(): Promise<void> {
     if (!this.dns01) return;
