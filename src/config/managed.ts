@@ -41,7 +41,13 @@ export function challengeFor(config: Config, cert: ManagedCertificate): Challeng
 
 /** Maps a requested host to the certificate that covers it; throws for hosts acmed must not order. */
 export function certificateForHost(config: Config, rawHost: string): ManagedCertificate {
-  const host = normalizeHostname(rawHost);
+  // "*.example.com" names a configured wildcard certificate; it never matches `domains` (those allow hosts).
+  const host = normalizeHostname(rawHost, { allowWildcard: true });
+  if (host.startsWith('*.')) {
+    const wildcard = configuredCertificates(config).find((c) => c.names.includes(host));
+    if (wildcard) return wildcard;
+    throw new HostNotAllowedError(host);
+  }
   // A wildcard certificate is found by the name it is stored under (its base name) too.
   const configured = configuredCertificates(config).find((c) => c.names.includes(host))
     ?? configuredCertificates(config).find((c) => c.name === host);

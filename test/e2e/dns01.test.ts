@@ -101,6 +101,9 @@ test('wildcard, apex + wildcard and a CNAME-delegated name are issued through BI
   // certbot's convention: a wildcard-first certificate's files are named without "*.".
   const wildcardDir = join(acmed.storagePath, 'live', 'example.com');
   assert.deepEqual(await certificateNames(wildcardDir), ['*.example.com']);
+  const byWildcard = await acmed.cli(['issue', '*.example.com']);
+  assert.equal(byWildcard.code, 0, byWildcard.stderr);
+  assert.match(byWildcard.stdout, /already valid: \*\.example\.com/);
 
   const both = await acmed.cli(['issue', 'example.org']);
   assert.equal(both.code, 0, both.stderr);

@@ -365,6 +365,8 @@ describe('dns-01 and wildcard certificates', () => {
       { name: 'mail.example.org', names: ['mail.example.org'], challenge: 'dns-01' },
     ]);
     assert.equal(certificateForHost(config, 'example.com').name, 'example.com');
+    assert.equal(certificateForHost(config, '*.Example.com').name, 'example.com', 'acmed issue "*.example.com" finds it too');
+    assert.throws(() => certificateForHost(config, '*.example.org'), /\*\.example\.org is not in "certificates"/);
     assert.equal(isManagedName(config, 'example.com'), true);
     assert.deepEqual(config.dns, {
       provider: 'rfc2136', resolvers: [], propagation_timeout_seconds: 120, exec: null,
