@@ -14,7 +14,7 @@
  */
 import { Client } from 'acme-client';
 import { VERSION } from '../version.js';
-import type { ChallengePublisher } from '../challenge/publisher.js';
+import type { ChallengeAnswer, ChallengeSolver } from '../challenge/solver.js';
 import type { Logger } from '../log.js';
 import type { Storage } from '../storage/storage.js';
 import { abortable, sleepUnlessAborted } from './abort.js';
@@ -23,7 +23,7 @@ import { AccountLifecycle } from './account-lifecycle.js';
 import { AccountRegistration } from './account-registration.js';
 import { installHooks, type ClientInternals } from './acme-client-hooks.js';
 import { certificateKeyFromPem, createCertificateKey, createCsr, type CertificateKey } from './certificate-key.js';
-import { validationFailure, type Authorization } from './authorizations.js';
+import { validationFailure, type Authorization, type Challenge } from './authorizations.js';
 import {
   AcmeError, AcmeOrderInvalidError, AcmeProblemError, isAccountUnknown, parseRetryAfter, ProfileNotOfferedError, type AcmeProblem,
 } from './errors.js';
@@ -104,6 +104,8 @@ export interface IssuedCertificate {
   requests: number;
   /** True when an earlier run's order (CertificateRequest.resume) was carried on. */
   resumed: boolean;
+  /** dns-01: milliseconds spent waiting for the TXT records to show on the DNS servers. */
+  propagationMs?: number;
 }
 
 type Order = {
@@ -233,7 +235,7 @@ export class AcmeEngine {
    * the CA says the old certificate was already replaced, orders once more
    * without `replaces`, as RFC 9773 asks.
    */
-  async issue(request: CertificateRequest, challenges: ChallengePublisher): Promise<IssuedCertificate> {
+  async issue(request: CertificateRequest, challenges: ChallengeSolver): Promise<IssuedCertificate> {
     const scope: OrderScope = { requests: 0, signal: request.signal };
     try {
       const issued = await runInOrderScope(scope, () => this.issueInScope(request, challenges));
@@ -245,7 +247,7 @@ export class AcmeEngine {
     }
   }
 
-  private async issueInScope(request: CertificateRequest, challenges: ChallengePublisher): Promise<Omit<IssuedCertificate, 'requests'>> {
+  private async issueInScope(request: CertificateRequest, challenges: ChallengeSolver): Promise<Omit<IssuedCertificate, 'requests'>> {
     let current = request;
     let accountRecovered = false;
     for (;;) {
@@ -270,7 +272,7 @@ export class AcmeEngine {
     }
   }
 
-  private async order(request: CertificateRequest, challenges: ChallengePublisher): Promise<Omit<IssuedCertificate, 'requests'>> {
+  private async order(request: CertificateRequest, challenges: ChallengeSolver): Promise<Omit<IssuedCertificate, 'requests'>> {
     const signal = request.signal;
     signal?.throwIfAborted();
     const t0 = Date.now();
@@ -278,12 +280,13 @@ export class AcmeEngine {
     request.onStep?.('ordering');
     const work = (request.resume ? await this.resumeOrder(request, request.resume) : null) ?? await this.placeOrder(request);
     mark(work.resumed ? 'order resumed' : 'order placed');
-    const published: string[] = [];
+    const published: ChallengeAnswer[] = [];
+    const waits = { propagationMs: 0 };
     try {
       let order = work.order;
       if (order.status === 'pending') {
         request.onStep?.('validating');
-        order = await this.authorize(order, challenges, published, signal);
+        order = await this.authorize(order, challenges, published, waits, signal);
         mark('order ready');
       }
       if (order.status === 'ready') {
@@ -317,9 +320,10 @@ export class AcmeEngine {
         notBefore: info.notBefore,
         notAfter: info.notAfter,
         resumed: work.resumed,
+        ...(challenges.type === 'dns-01' ? { propagationMs: waits.propagationMs } : {}),
       };
     } finally {
-      await Promise.all(published.map((token) => challenges.withdraw(token).catch(() => {})));
+      await Promise.all(published.map((answer) => challenges.cleanUp(answer).catch(() => {})));
     }
   }
 
@@ -375,12 +379,31 @@ export class AcmeEngine {
     return { order, privkey, resumed: true, persisted: Promise.resolve() };
   }
 
-  /** Answers the pending authorizations and waits until the CA has validated them. */
-  private async authorize(order: Order, challenges: ChallengePublisher, published: string[], signal: AbortSignal | undefined): Promise<Order> {
+  /**
+   * Answers the pending authorizations and waits until the CA has validated
+   * them: every answer is presented first, then the solver says when they
+   * are visible (dns-01 propagation), then the CA is told to validate.
+   */
+  private async authorize(
+    order: Order, challenges: ChallengeSolver, published: ChallengeAnswer[], waits: { propagationMs: number }, signal: AbortSignal | undefined,
+  ): Promise<Order> {
     const authzs = await asAction('get_authorization', () => this.client.getAuthorizations(order as never)) as unknown as Authorization[];
     signal?.throwIfAborted();
     const pending = authzs.filter((a) => a.status !== 'valid');
-    const tokens = await Promise.all(pending.map((authz) => this.answer(authz, challenges, published)));
+    // allSettled: every answer that went out is in `published` for cleanup before the order fails.
+    const presented = await Promise.allSettled(pending.map((authz) => this.present(authz, challenges, published)));
+    const failed = presented.find((p): p is PromiseRejectedResult => p.status === 'rejected');
+    if (failed) throw await this.giveUpAuthorizations(pending, failed.reason as Error, signal);
+    const answered = presented.map((p) => (p as PromiseFulfilledResult<{ challenge: Challenge; answer: ChallengeAnswer }>).value);
+    if (challenges.ready) {
+      try {
+        waits.propagationMs += await challenges.ready(answered.map((a) => a.answer), signal);
+      } catch (err) {
+        throw await this.giveUpAuthorizations(pending, err as Error, signal);
+      }
+      signal?.throwIfAborted();
+    }
+    const tokens = await Promise.all(answered.map(({ challenge }, i) => this.complete(pending[i]!, challenge)));
     this.opts.log.debug({ step: 'challenges answered', names: order.identifiers?.map((i) => i.value), tokens: published.length }, 'order step');
     return this.waitForValidation(order, new Map(pending.map((a, i) => [a.url, tokens[i]!])), challenges, signal);
   }
@@ -404,7 +427,7 @@ export class AcmeEngine {
    * Resolves with the order as the CA reported it, or marked ready.
    */
   private waitForValidation(
-    order: Order, open: Map<string, string>, challenges: ChallengePublisher, signal: AbortSignal | undefined,
+    order: Order, open: Map<string, string>, challenges: ChallengeSolver, signal: AbortSignal | undefined,
   ): Promise<Order> {
     const firstPoll = this.opts.poll?.firstDelayMs ?? 100;
     const ready = (): Order => ({ ...order, status: 'ready' });
@@ -440,18 +463,46 @@ export class AcmeEngine {
     });
   }
 
-  /** Publishes the http-01 key authorization and tells the CA to validate; returns the token. */
-  private async answer(authz: Authorization, challenges: ChallengePublisher, published: string[]): Promise<string> {
+  /** Presents the answer to the authorization's challenge of the solver's type (served token, TXT record). */
+  private async present(
+    authz: Authorization, challenges: ChallengeSolver, published: ChallengeAnswer[],
+  ): Promise<{ challenge: Challenge; answer: ChallengeAnswer }> {
     const failure = validationFailure(authz);
     if (failure) throw failure;
-    const challenge = authz.challenges.find((c) => c.type === 'http-01');
+    const challenge = authz.challenges.find((c) => c.type === challenges.type);
     if (!challenge) {
-      throw new AcmeOrderInvalidError(undefined, `the CA offers no http-01 challenge for ${authz.identifier.value}`);
+      const wildcard = authz.wildcard ? ' (a wildcard name: only dns-01 can prove it)' : '';
+      throw new AcmeOrderInvalidError(undefined, `the CA offers no ${challenges.type} challenge for ${authz.wildcard ? '*.' : ''}${authz.identifier.value}${wildcard}`);
     }
     const keyAuthorization = await this.client.getChallengeKeyAuthorization(challenge as never);
-    await challenges.publish(challenge.token, keyAuthorization);
-    published.push(challenge.token);
-    // A resumed order may have been answered before the crash: the CA only needs the token served again.
+    const answer: ChallengeAnswer = {
+      identifier: authz.identifier.value, wildcard: authz.wildcard === true, token: challenge.token, keyAuthorization,
+    };
+    // Listed before it goes out, so a half-done present (an update sent, its reply lost) is cleaned up too.
+    published.push(answer);
+    await challenges.present(answer);
+    return { challenge, answer };
+  }
+
+  /**
+   * Our side failed before the CA was asked to validate (a refused DNS
+   * update, records that never showed): deactivates the order's open
+   * authorizations (RFC 8555 §7.5.2), so the CA holds nothing pending on our
+   * account for them (Let's Encrypt limits pending authorizations). Not on
+   * shutdown: a resumed order carries on with them. Returns the error to throw.
+   */
+  private async giveUpAuthorizations(pending: Authorization[], error: Error, signal: AbortSignal | undefined): Promise<Error> {
+    if (signal?.aborted || error instanceof AcmeError) return error;
+    const open = pending.filter((a) => a.status === 'pending');
+    const results = await Promise.allSettled(open.map((authz) => this.client.deactivateAuthorization(authz as never)));
+    const deactivated = results.filter((r) => r.status === 'fulfilled').length;
+    this.opts.log.info({ names: open.map((a) => a.identifier.value), deactivated, of: open.length }, 'order given up before validation; its authorizations deactivated');
+    return error;
+  }
+
+  /** Tells the CA to validate a presented challenge; returns its token. */
+  private async complete(authz: Authorization, challenge: Challenge): Promise<string> {
+    // A resumed order may have been answered before the crash: the CA only needs the answer presented again.
     if (challenge.status !== 'pending') return challenge.token;
     try {
       await asAction('accept_challenge', () => this.client.completeChallenge(challenge as never));

@@ -49,6 +49,8 @@ export interface IssueResult {
   /** ACME requests this order sent (its own, not other orders' running beside it). */
   requests: number;
   duration_ms: number;
+  /** dns-01: how long the TXT records took to show on every DNS server; null for http-01. */
+  dns_propagation_ms: number | null;
   resumed: boolean;
   from_spool: boolean;
   deploy_hook: { ok: boolean; exit_code: number | null; timed_out: boolean } | null;
@@ -91,6 +93,7 @@ export function toWireOutcome(o: IssueOutcome): IssueResult {
     location: o.location,
     requests: o.requests,
     duration_ms: o.durationMs,
+    dns_propagation_ms: o.dnsPropagationMs ?? null,
     resumed: o.resumed ?? false,
     from_spool: o.fromSpool ?? false,
     // The hook's output stays in the log: it may hold anything the hook printed.

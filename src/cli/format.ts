@@ -9,6 +9,9 @@ export function formatOutcome(outcome: IssueResult): string {
     `  files:   ${outcome.location}`,
     `  expires: ${outcome.not_after}`,
   ];
+  if (outcome.dns_propagation_ms !== null) {
+    lines.push(`  dns-01:  TXT records visible on every DNS server after ${(outcome.dns_propagation_ms / 1000).toFixed(1)} s`);
+  }
   if (outcome.deploy_hook) {
     const hook = outcome.deploy_hook;
     lines.push(`  deploy hook: ${hook.ok ? 'ok' : hook.timed_out ? 'timed out' : `failed (exit ${hook.exit_code})`}`);

@@ -4,6 +4,7 @@
  * tested for what it is before it is used.
  */
 import type { z } from 'zod';
+import { storageName } from './storage-name.js';
 
 type Raw = Record<string, unknown>;
 
@@ -23,6 +24,7 @@ export function crossFieldChecks(config: Raw, ctx: z.RefinementCtx): void {
     ctx.addIssue({ code: 'custom', path: [present], message: 'eab_kid and eab_hmac_key go together: set both or neither' });
   }
   adminChecks(section(config.admin), ctx);
+  challengeChecks(config, ctx);
   const storage = section(config.storage_config);
   redisChecks(section(storage.redis), ctx);
   etcdChecks(section(storage.etcd), ctx);
@@ -81,4 +83,36 @@ function adminChecks(admin: Raw, ctx: z.RefinementCtx): void {
   if (!credential) {
     issue(['listen'], 'a TCP admin listener needs admin.token_file or mutual TLS (admin.tls.cert, key, client_ca): acmed will not open its API to the network without a credential');
   }
+}
+
+/**
+ * Every certificate's challenge must be one acmed can answer: a wildcard
+ * name only by dns-01, and dns-01 only with a `dns` section. Problems point
+ * at the name (or the `challenge` key) they are about. Two certificates
+ * stored under one name (a wildcard's files drop the "*.") are refused too.
+ */
+function challengeChecks(config: Raw, ctx: z.RefinementCtx): void {
+  const hasDns = isSet(config.dns);
+  const issue = (path: (string | number)[], message: string) => ctx.addIssue({ code: 'custom', path, message });
+  const dnsNeeded = 'dns-01 needs a "dns" section (provider rfc2136 or exec); see README "dns-01"';
+  if (section(config.challenge).type === 'dns-01' && !hasDns) issue(['challenge', 'type'], dnsNeeded);
+  const storedAs = new Map<string, number>();
+  const certificates = Array.isArray(config.certificates) ? config.certificates : [];
+  certificates.forEach((raw, i) => {
+    const cert = section(raw);
+    const names = Array.isArray(cert.names) ? cert.names.filter((n): n is string => typeof n === 'string') : [];
+    const wildcardAt = names.findIndex((n) => n.startsWith('*.'));
+    if (wildcardAt >= 0 && !hasDns) {
+      issue(['certificates', i, 'names', wildcardAt], `${names[wildcardAt]} is a wildcard name: it needs dns-01, and ${dnsNeeded}`);
+    } else if (wildcardAt >= 0 && cert.challenge === 'http-01') {
+      issue(['certificates', i, 'names', wildcardAt], `${names[wildcardAt]} is a wildcard name: http-01 cannot prove it; remove "challenge: http-01" or use dns-01`);
+    } else if (cert.challenge === 'dns-01' && !hasDns) {
+      issue(['certificates', i, 'challenge'], dnsNeeded);
+    }
+    if (names.length === 0) return;
+    const name = storageName(names[0]!);
+    const other = storedAs.get(name);
+    if (other !== undefined) issue(['certificates', i, 'names', 0], `certificates ${other + 1} and ${i + 1} would both be stored as ${name}; give one of them another first name`);
+    else storedAs.set(name, i);
+  });
 }

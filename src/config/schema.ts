@@ -8,15 +8,19 @@ import { z } from 'zod';
 import { normalizeHostname } from '../hostname.js';
 import { crossFieldChecks } from './cross-checks.js';
 
-const hostname = z.string().transform((value, ctx) => {
+export { storageName } from './storage-name.js';
+
+/** A certificate name: a host, or "*.host" (a wildcard, which needs dns-01). */
+const certificateName = z.string().transform((value, ctx) => {
   try {
-    return normalizeHostname(value);
+    return normalizeHostname(value, { allowWildcard: true });
   } catch (err) {
-    const hint = value.startsWith('*.') ? ' (wildcard names need dns-01, which acmed does not offer yet)' : '';
-    ctx.addIssue({ code: 'custom', message: `${(err as Error).message}${hint}` });
+    ctx.addIssue({ code: 'custom', message: (err as Error).message });
     return z.NEVER;
   }
 });
+
+const challengeType = z.enum(['http-01', 'dns-01']);
 
 const hostPattern = z.string().transform((value, ctx) => {
   try {
@@ -45,7 +49,9 @@ const profileName = z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, 'a profile name a
 
 /** A certificate kept issued; any key setting here overrides the global one for it. */
 const certificateEntry = z.strictObject({
-  names: z.array(hostname).min(1),
+  names: z.array(certificateName).min(1),
+  /** Overrides challenge.type; a certificate with a "*." name uses dns-01 unless it says otherwise. */
+  challenge: challengeType.optional(),
   cert_type: certType.optional(),
   ecc_curve: eccCurve.optional(),
   rsa_key_size: rsaKeySize.optional(),
@@ -57,6 +63,33 @@ const certificateEntry = z.strictObject({
 const serverAddress = z.strictObject({
   host: z.string().min(1),
   port: z.number().int().min(1).max(65535),
+});
+
+const dnsServerAddress = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s\[\]]+)(:\d{1,5})?$/, 'expected "host:port" (port 53 when left out), e.g. "ns1.example.com:53"');
+
+const tsigAlgorithm = z.enum(['hmac-sha256', 'hmac-sha384', 'hmac-sha512']);
+
+/** dns-01: how acmed writes TXT records (one provider) and where it checks they are visible. */
+const dnsSection = z.strictObject({
+  provider: z.enum(['rfc2136', 'exec']),
+  /** Where propagation is checked; empty: the zone's authoritative servers. */
+  resolvers: z.array(dnsServerAddress).default([]),
+  propagation_timeout_seconds: z.number().positive().max(3600).default(120),
+  rfc2136: z.strictObject({
+    server: dnsServerAddress,
+    /** null: found by SOA lookup for each record name (a CNAME's target may be in another zone). */
+    zone: z.string().min(1).nullable().default(null),
+    tsig_key_name: z.string().min(1).default('acmed'),
+    tsig_algorithm: tsigAlgorithm.default('hmac-sha256'),
+    tsig_secret_file: z.string().min(1),
+  }).nullable().default(null),
+  exec: z.strictObject({
+    command: z.string().min(1),
+    timeout_seconds: z.number().positive().max(3600).default(60),
+  }).nullable().default(null),
+}).superRefine((dns, ctx) => {
+  if (dns.provider === 'rfc2136' && !dns.rfc2136) ctx.addIssue({ code: 'custom', path: ['provider'], message: 'provider rfc2136 needs a dns.rfc2136 section (server, tsig_key_name, tsig_secret_file)' });
+  if (dns.provider === 'exec' && !dns.exec) ctx.addIssue({ code: 'custom', path: ['provider'], message: 'provider exec needs a dns.exec section (command)' });
 });
 
 const fileStorage = z.strictObject({ path: z.string().min(1).default('/var/lib/acmed') });
@@ -169,9 +202,12 @@ export const configSchema = z.strictObject({
   log_level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
   challenge: z.strictObject({
     listen: z.array(listenAddress).min(1).default(['0.0.0.0:80']),
+    /** The challenge of certificates that do not name one (on-demand and admin-issued ones too). */
+    type: challengeType.default('http-01'),
     /** Port-80 requests that are not challenges: 301 to https://<host><path> (true) or 404. */
     redirect_https: z.boolean().default(false),
-  }).default({ listen: ['0.0.0.0:80'], redirect_https: false }),
+  }).default({ listen: ['0.0.0.0:80'], type: 'http-01', redirect_https: false }),
+  dns: dnsSection.nullable().default(null),
   /** A plain HTTP request for a `domains` host without a certificate starts its issuance. */
   on_demand: z.strictObject({
     enabled: z.boolean().default(false),
@@ -231,3 +267,4 @@ export const configSchema = z.strictObject({
 /** One Redis topology at a time: a single server, Sentinel, or Cluster. */
 export type Config = z.output<typeof configSchema>;
 export type StorageName = Config['storage'];
+export type DnsConfig = NonNullable<Config['dns']>;

@@ -23,11 +23,14 @@ import { createMetrics, type DaemonMetrics } from '../admin/metrics.js';
 import { closeAdminSocket, listenAdminSocket } from '../admin/server.js';
 import { AdminTcpListener } from '../admin/tcp-listener.js';
 import { ChallengeServer } from '../challenge/server.js';
+import { createDns01Solver } from '../challenge/dns-providers.js';
+import type { Dns01Solver } from '../challenge/dns01.js';
+import type { ChallengeSolver } from '../challenge/solver.js';
 import { ChallengeTokens } from '../challenge/tokens.js';
 import { OnDemand } from '../challenge/on-demand.js';
 import { PreflightFailedError, probeHttpChallenge, type PreflightResult } from '../challenge/preflight.js';
 import { normalizeHostname } from '../hostname.js';
-import { certificateForHost, type ManagedCertificate } from '../config/managed.js';
+import { certificateForHost, challengeFor, type ManagedCertificate } from '../config/managed.js';
 import { orderSettings, requestedProfiles } from '../config/order-settings.js';
 import type { Config } from '../config/schema.js';
 import { createLogger, type Logger } from '../log.js';
@@ -92,6 +95,8 @@ export class Daemon {
   private indexLoaded?: Promise<void>;
   private caProbing = false;
   private indexReady = false;
+  /** The dns-01 solver, when the config has a `dns` section. */
+  private dns01?: Dns01Solver;
   readonly renewer: Renewer;
   readonly queue: WorkQueue<IssueOutcome>;
   readonly hooks: DeployHooks;
@@ -113,7 +118,8 @@ export class Daemon {
     timers: Timers | undefined,
   ) {
     this.issuer = new Issuer({
-      engine: () => this.engine(), storage, index, spool, ca, tokens, log, now,
+      engine: () => this.engine(), storage, index, spool, ca, log, now,
+      solver: (cert) => this.solverFor(cert),
       settings: (cert) => orderSettings(this.current, cert.name),
       lockTtlMs: () => this.current.lock_ttl_seconds * 1000,
       preflight: (cert) => this.preflightBeforeOrder(cert),
@@ -181,6 +187,14 @@ export class Daemon {
       onOther: (host) => daemon.onDemand.notice(host),
     });
     const daemon: Daemon = new Daemon(config, log, storage, index, spool, ca, tokens, challengeServer, now, opts.timers);
+    try {
+      if (config.dns) daemon.dns01 = await createDns01Solver(config.dns, storage, log);
+    } catch (err) {
+      await daemon.stop();
+      throw err;
+    }
+    // Before any order runs: a crashed run's TXT records go, and a resumed order writes its own again.
+    await daemon.cleanDnsLeftovers();
     // Before port 80 opens: the CA may be validating an order this daemon's previous run was killed in.
     const restored = await tokens.restore().catch((err: Error) => {
       log.warn({ err: err.message }, 'cannot restore the challenge tokens of interrupted orders');
@@ -385,6 +399,28 @@ export class Daemon {
     }
   }
 
+  /** The solver an order for cert answers its challenges with. */
+  private solverFor(cert: ManagedCertificate): ChallengeSolver {
+    if (challengeFor(this.current, cert) === 'http-01') return this.tokens;
+    if (!this.dns01) throw new Error(`${cert.name} needs dns-01, and the config has no "dns" section`);
+    return this.dns01;
+  }
+
+  /**
+   * Removes the dns-01 records this instance's earlier run left, through the
+   * provider configured now. Without a `dns` section the entries stay in
+   * storage until one is configured again.
+   */
+  private async cleanDnsLeftovers(): Promise<void> {
+    if (!this.dns01) return;
+    try {
+      const removed = await this.dns01.cleanLeftovers();
+      if (removed > 0) this.log.info({ records: removed }, 'removed dns-01 records an earlier run left');
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'cannot remove the dns-01 records an earlier run left; trying again at the next start');
+    }
+  }
+
   /** Hands a job to the work queue: the one way any caller gets a certificate issued. */
   submit(cert: ManagedCertificate, force = false): Promise<IssueOutcome> {
     if (this.issuer.stopping) return Promise.reject(new ShuttingDownError());
@@ -448,6 +484,9 @@ export class Daemon {
     if (storageChanged.length > 0) {
       this.log.warn({ keys: storageChanged }, 'storage settings changed; they take effect on restart');
     }
+    // First, so a TSIG secret file that cannot be read refuses the whole reload.
+    const dnsChanged = !isDeepStrictEqual(previous.dns, next.dns);
+    const dns01 = dnsChanged && next.dns ? await createDns01Solver(next.dns, this.storage, this.log) : this.dns01;
     const applied: Config = {
       ...next, storage: previous.storage, storage_config: previous.storage_config, haproxy_pem: previous.haproxy_pem,
       spool_dir: previous.spool_dir, min_free_mb: previous.min_free_mb,
@@ -464,6 +503,8 @@ export class Daemon {
       this.adminServer = await listenAdminSocket(applied.admin.socket, createAdminHandler(this.adminBackend(), this.log));
       if (old) await closeAdminSocket(old, previous.admin.socket);
     }
+    // Running orders keep the solver they started with (and clean up through it); new ones get the new one.
+    if (dnsChanged) this.dns01 = next.dns ? dns01 : undefined;
     await this.reloadAdminTcp(applied);
     this.queue.resize(applied.max_concurrent_orders);
     this.listing.invalidate(); // `certificates` may have changed

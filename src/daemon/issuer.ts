@@ -17,7 +17,7 @@ import { EventEmitter } from 'node:events';
 import type { AcmeEngine, IssuedCertificate, PendingOrder } from '../acme/client.js';
 import { errorKind, isCaFault, AcmeError, AcmeProblemError, ProfileNotOfferedError } from '../acme/errors.js';
 import { AcmedError, retryAfterSeconds } from '../errors.js';
-import type { ChallengePublisher } from '../challenge/publisher.js';
+import type { ChallengeSolver } from '../challenge/solver.js';
 import type { ManagedCertificate } from '../config/managed.js';
 import type { OrderSettings } from '../config/order-settings.js';
 import type { FailureBlame, IssueJob, IssueOutcome, JobEvent, JobProgress } from '../renewal/job.js';
@@ -120,7 +120,8 @@ export interface IssuerOptions {
   index: CertificateIndex;
   spool: CertificateSpool;
   ca: CaBackoff;
-  tokens: ChallengePublisher;
+  /** The solver for the certificate's challenge type (http-01 tokens, dns-01 records). */
+  solver: (cert: ManagedCertificate) => ChallengeSolver;
   log: Logger;
   /** How this certificate is ordered (key, profile, chain), read at each order so a reload applies. */
   settings: (cert: ManagedCertificate) => OrderSettings;
@@ -233,7 +234,7 @@ export class Issuer extends EventEmitter<{ outcome: [JobEvent]; progress: [JobPr
     }
     step('stored');
     await this.forgetOrder(cert);
-    return this.issuedEvent(cert, bundle, { requests: issued.requests, started, resumed: issued.resumed });
+    return this.issuedEvent(cert, bundle, { requests: issued.requests, started, resumed: issued.resumed, dnsPropagationMs: issued.propagationMs });
   }
 
   /** Asks the CA, through the CA backoff gate, resuming a pending order when there is one. */
@@ -252,12 +253,13 @@ export class Issuer extends EventEmitter<{ outcome: [JobEvent]; progress: [JobPr
         throw new AccountUnavailableError(err);
       });
       attempt.ordered = true;
+      const solver = this.opts.solver(cert);
       const resume = await this.pendingOrder(cert);
       const issued = await engine.issue({
         names: cert.names, keyType: settings.keyType, rsaBits: settings.rsaBits, curve: settings.curve, reuseKey: settings.reuseKey,
         profile: settings.profile, preferredChain: settings.preferredChain, replaces, signal, resume,
         onOrderPlaced: (pending) => this.rememberOrder(cert, pending), onStep,
-      }, this.opts.tokens);
+      }, solver);
       ca.success();
       answered = true;
       return issued;
@@ -332,10 +334,12 @@ export class Issuer extends EventEmitter<{ outcome: [JobEvent]; progress: [JobPr
   }
 
   private issuedEvent(
-    cert: ManagedCertificate, bundle: CertificateBundle, opts: { requests: number; started: number; resumed?: boolean; fromSpool?: boolean },
+    cert: ManagedCertificate, bundle: CertificateBundle,
+    opts: { requests: number; started: number; resumed?: boolean; fromSpool?: boolean; dnsPropagationMs?: number },
   ): Extract<JobEvent, { type: 'issued' }> {
     const outcome = this.outcome(cert, bundle, true, opts.requests, opts.started);
     if (opts.resumed) outcome.resumed = true;
+    if (opts.dnsPropagationMs !== undefined) outcome.dnsPropagationMs = opts.dnsPropagationMs;
     if (opts.fromSpool) outcome.fromSpool = true;
     return { type: 'issued', outcome, bundle };
   }

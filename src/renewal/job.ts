@@ -27,6 +27,8 @@ export interface IssueOutcome {
   resumed?: boolean;
   /** The certificate came from the spool (issued earlier, stored now), with no new order. */
   fromSpool?: boolean;
+  /** dns-01: how long acmed waited for its TXT records to show on the DNS servers before asking the CA to validate. */
+  dnsPropagationMs?: number;
   deployHook?: { ok: boolean; exitCode: number | null; timedOut: boolean; output: string };
 }
 

@@ -41,6 +41,8 @@ export interface PebbleOptions {
   eab?: Record<string, string>;
   /** Lifetime of issued certificates (Pebble 2.4's `certificateValidityPeriod`); unset keeps Pebble's 5 years. */
   validitySeconds?: number;
+  /** "host:port" of the DNS server Pebble resolves with (dns-01 tests: a real BIND); unset: pebble-challtestsrv. */
+  dnsServer?: string;
 }
 
 export interface TestCa {
@@ -267,7 +269,7 @@ export async function startPebble(opts: PebbleOptions): Promise<PebbleHandle> {
     let earlierOutput = '';
     let pebble: { child: ChildProcess; output: () => string } | undefined;
     const startPebbleChild = async (): Promise<void> => {
-      const started = startChild('pebble', ['-config', configPath, '-dnsserver', `127.0.0.1:${dnsPort}`], env);
+      const started = startChild('pebble', ['-config', configPath, '-dnsserver', opts.dnsServer ?? `127.0.0.1:${dnsPort}`], env);
       pebble = started;
       children.push(started.child);
       await waitFor('pebble', async () => (await fetchText(directoryUrl, ca.certPem)).status === 200, started.child, started.output);

@@ -10,7 +10,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { ConfigError, loadConfig, parseConfig } from '../../src/config/load.js';
-import { isManagedName, managedCertificateNamed } from '../../src/config/managed.js';
+import { certificateForHost, configuredCertificates, isManagedName, managedCertificateNamed } from '../../src/config/managed.js';
 
 const run = promisify(execFile);
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -150,7 +150,6 @@ describe('problems point at file:line:col', () => {
     ['slash', 'a/b.example.com', /invalid host name "a\/b\.example\.com"/],
     ['raw unicode', 'bücher.example', /non-ASCII.*xn--/],
     ['overlong label', `${'a'.repeat(64)}.example.com`, /label longer than 63/],
-    ['wildcard', '*.example.com', /wildcard names need dns-01/],
   ];
   for (const [what, name, message] of hostile) {
     test(`certificate name rejected: ${what}`, () => {
@@ -453,5 +452,61 @@ describe('redis sentinel / cluster and etcd keys', () => {
     assertOneProblem(`${BASE}storage: etcd\nstorage_config:\n  etcd:\n    endpoints: ["e1:2379"]\n`, '"e1:2379"', /http:\/\/ or https:\/\/ URL/);
     assertOneProblem(`${BASE}storage: etcd\nstorage_config:\n  etcd:\n    username: acmed\n`, 'acmed', /username and password go together/, 6);
     assertOneProblem(`${BASE}storage: etcd\nstorage_config:\n  etcd:\n    tls: {cert: /c.pem}\n`, '/c.pem', /tls\.cert and tls\.key go together/);
+  });
+});
+
+describe('dns-01 and wildcard certificates', () => {
+  const DNS = [
+    'dns:',
+    '  provider: rfc2136',
+    '  rfc2136:',
+    '    server: "ns1.example.com:53"',
+    '    tsig_secret_file: /etc/acmed/tsig.key',
+  ].join('\n');
+
+  test('a wildcard name without a dns section is an error at the name', () => {
+    const text = `${BASE}certificates:\n  - names: [example.com, "*.example.com"]\n`;
+    assertOneProblem(text, '"*.example.com"', /certificates\.0\.names\.1: \*\.example\.com is a wildcard name: it needs dns-01, and dns-01 needs a "dns" section/);
+  });
+
+  test('with a dns section, a wildcard certificate uses dns-01 and is stored without "*."', () => {
+    const config = parseConfig(`${BASE}${DNS}\ncertificates:\n  - names: ["*.Example.com", example.com]\n  - names: [www.example.org]\n  - names: [mail.example.org]\n    challenge: dns-01\n`);
+    assert.deepEqual(configuredCertificates(config), [
+      { name: 'example.com', names: ['*.example.com', 'example.com'], challenge: 'dns-01' },
+      { name: 'www.example.org', names: ['www.example.org'], challenge: 'http-01' },
+      { name: 'mail.example.org', names: ['mail.example.org'], challenge: 'dns-01' },
+    ]);
+    assert.equal(certificateForHost(config, 'example.com').name, 'example.com');
+    assert.equal(certificateForHost(config, '*.Example.com').name, 'example.com', 'acmed issue "*.example.com" finds it too');
+    assert.throws(() => certificateForHost(config, '*.example.org'), /\*\.example\.org is not in "certificates"/);
+    assert.equal(isManagedName(config, 'example.com'), true);
+    assert.deepEqual(config.dns, {
+      provider: 'rfc2136', resolvers: [], propagation_timeout_seconds: 120, exec: null,
+      rfc2136: { server: 'ns1.example.com:53', zone: null, tsig_key_name: 'acmed', tsig_algorithm: 'hmac-sha256', tsig_secret_file: '/etc/acmed/tsig.key' },
+    });
+    assert.equal(config.challenge.type, 'http-01');
+  });
+
+  test('a wildcard certificate that asks for http-01 is an error at the name', () => {
+    const text = `${BASE}${DNS}\ncertificates:\n  - names: ["*.example.com"]\n    challenge: http-01\n`;
+    assertOneProblem(text, '"*.example.com"', /http-01 cannot prove it/);
+  });
+
+  test('dns-01 chosen without a dns section is an error where it is chosen', () => {
+    assertOneProblem(`${BASE}challenge:\n  type: dns-01\n`, 'dns-01', /challenge\.type: dns-01 needs a "dns" section/);
+    assertOneProblem(`${BASE}certificates:\n  - names: [a.example.com]\n    challenge: dns-01\n`, 'dns-01', /certificates\.0\.challenge: dns-01 needs a "dns" section/);
+  });
+
+  test('the provider needs its own section; algorithms and addresses are checked', () => {
+    assertOneProblem(`${BASE}dns:\n  provider: exec\n`, 'exec', /dns\.provider: provider exec needs a dns\.exec section/);
+    assertOneProblem(`${BASE}${DNS}\n    tsig_algorithm: hmac-md5\n`, 'hmac-md5', /dns\.rfc2136\.tsig_algorithm/);
+    assertOneProblem(`${BASE}${DNS}\n  resolvers: ["a b"]\n`, '"a b"', /dns\.resolvers\.0: expected "host:port"/);
+    const exec = parseConfig(`${BASE}dns:\n  provider: exec\n  exec: { command: /usr/local/bin/dns-hook }\n`);
+    assert.deepEqual(exec.dns?.exec, { command: '/usr/local/bin/dns-hook', timeout_seconds: 60 });
+  });
+
+  test('two certificates stored under one name are refused', () => {
+    const text = `${BASE}${DNS}\ncertificates:\n  - names: [example.com]\n  - names: ["*.example.com"]\n`;
+    assertOneProblem(text, '"*.example.com"', /certificates 1 and 2 would both be stored as example\.com/);
   });
 });
