@@ -25,7 +25,11 @@ const MAX_REMEMBERED_REFUSALS = 10_000;
 const ASK_TIMEOUT_MS = 5_000;
 
 /** Where a host stands with the daemon, as far as on-demand cares. */
-export type HostStanding = 'has_certificate' | 'pending' | 'backed_off' | 'none';
+/** loading: the index is not loaded yet, so nothing is known; the visit is looked at again once it is. */
+/** Visits remembered while the index loads, at most. */
+const MAX_DEFERRED = 1_000;
+
+export type HostStanding = 'has_certificate' | 'pending' | 'backed_off' | 'none' | 'loading';
 
 export interface OnDemandOptions {
   config: () => Config;
@@ -47,6 +51,8 @@ export class OnDemand {
   /** Hosts between their slot being taken and their job being queued (ask_url in flight). */
   private readonly asking = new Set<string>();
   private readonly refused = new Map<string, number>();
+  /** Host headers seen while the index was loading (a start at 100,000 certificates takes a second or two). */
+  private readonly deferred = new Set<string>();
   /** Background work started by notice(), so tests (and shutdown) can wait for it. */
   private readonly running = new Set<Promise<void>>();
 
@@ -76,6 +82,13 @@ export class OnDemand {
     void work.finally(() => this.running.delete(work));
   }
 
+  /** The index has loaded: the visits of the start-up are looked at now, as if they came again. */
+  indexLoaded(): void {
+    const hosts = [...this.deferred];
+    this.deferred.clear();
+    for (const host of hosts) this.notice(host);
+  }
+
   /** Resolves once the background work started so far (ask_url, queueing) is done; the jobs themselves run on. */
   async idle(): Promise<void> {
     while (this.running.size > 0) await Promise.all([...this.running]);
@@ -92,6 +105,11 @@ export class OnDemand {
     // A host in `certificates` is kept issued by the scheduler already.
     if (config.certificates.some((c) => c.names.includes(cert.name))) return { result: 'has_certificate', name: cert.name };
     const standing = this.opts.standing(cert.name);
+    if (standing === 'loading') {
+      // Bounded: a flood during start-up is not remembered beyond this.
+      if (this.deferred.size < MAX_DEFERRED) this.deferred.add(cert.name);
+      return { result: 'pending', name: cert.name };
+    }
     if (standing !== 'none') return { result: standing, name: cert.name };
     if (this.asking.has(cert.name)) return { result: 'pending', name: cert.name };
     const refusedUntil = this.refused.get(cert.name);

@@ -155,7 +155,8 @@ export class Daemon {
       config: () => this.current, log, now,
       standing: (name) => {
         // Until the index is loaded nothing is known about any host: wait rather than order what may exist.
-        if (!this.indexReady || this.queue.has(name)) return 'pending';
+        if (!this.indexReady) return 'loading';
+        if (this.queue.has(name)) return 'pending';
         const record = index.get(name);
         if (record?.backoff && Date.parse(record.backoff.until) > now()) return 'backed_off';
         return record?.notAfter ? 'has_certificate' : 'none';
@@ -278,6 +279,7 @@ export class Daemon {
       const { records } = await this.index.load();
       this.indexReady = true;
       this.log.info({ records, held: this.spool.held().length, ms: this.now() - started }, 'certificate index loaded');
+      this.onDemand.indexLoaded();
     } catch (err) {
       this.log.error({ err: (err as Error).message }, 'cannot load the certificate index; planning from the config until the store answers');
     }

@@ -48,7 +48,7 @@ async function setUp(t: { after: (fn: () => unknown) => void }, yaml: string, st
     const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(answer)?.[1]);
     return { status, location: /\r\nlocation: ([^\r]*)\r\n/i.exec(answer)?.[1] };
   };
-  return { request, submitted, counts, advance: (ms: number) => { now += ms; } };
+  return { request, submitted, counts, onDemand, advance: (ms: number) => { now += ms; } };
 }
 
 test('off by default: a request for an allowed host is a 404 and starts nothing', async (t) => {
@@ -154,4 +154,17 @@ test('ask_url: only a 2xx lets a host through; a refusal is remembered and gives
   assert.deepEqual(submitted.map((c) => c.name), ['yes1.example.com', 'yes2.example.com']);
   assert.equal(counts.get('rate_limited'), 1);
   assert.equal(asked.length, 5, 'a rate-limited host is not even asked');
+});
+
+test('visits while the index loads are looked at once it has loaded, each host once', async (t) => {
+  let loading = true;
+  const { request, submitted, onDemand } = await setUp(t, 'on_demand: {enabled: true}\n', () => (loading ? 'loading' : 'none'));
+  await request('early.example.com');
+  await request('early.example.com');
+  await request('evil.example.net');
+  assert.deepEqual(submitted, [], 'nothing is ordered before the index says what exists');
+  loading = false;
+  onDemand.indexLoaded();
+  await onDemand.idle();
+  assert.deepEqual(submitted.map((c) => c.name), ['early.example.com']);
 });
