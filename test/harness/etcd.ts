@@ -10,10 +10,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from './ports.js';
 
+export interface EtcdServerOptions {
+  /** Serve https only, with this certificate; clients must show one signed by caPath when clientCertAuth is set. */
+  tls?: { certPath: string; keyPath: string; caPath: string; clientCertAuth?: boolean };
+}
+
 export interface EtcdServer {
-  /** The client URL, http://127.0.0.1:<port>. */
+  /** The client URL, http(s)://127.0.0.1:<port>. */
   endpoint: string;
-  /** Requests the server's gRPC services have received (its /metrics). */
+  /** Requests the server's gRPC services have received (its /metrics; plain http only). */
   requests(): Promise<number>;
   stop(): Promise<void>;
   kill(): Promise<void>;
@@ -36,11 +41,11 @@ export function etcdInstalled(): boolean {
   }
 }
 
-export async function startEtcd(): Promise<EtcdServer> {
+export async function startEtcd(opts: EtcdServerOptions = {}): Promise<EtcdServer> {
   if (!etcdInstalled()) throw new Error('etcd not found: apt-get install -y etcd-server');
   const [clientPort, peerPort] = [await freePort(), await freePort()];
   const dir = await mkdtemp(join(tmpdir(), 'acmed-etcd-'));
-  const endpoint = `http://127.0.0.1:${clientPort}`;
+  const endpoint = `${opts.tls ? 'https' : 'http'}://127.0.0.1:${clientPort}`;
   const peer = `http://127.0.0.1:${peerPort}`;
   const args = [
     '--name', 'acmed-test', '--data-dir', join(dir, 'data'),
@@ -49,6 +54,10 @@ export async function startEtcd(): Promise<EtcdServer> {
     '--initial-cluster', `acmed-test=${peer}`, '--initial-cluster-state', 'new',
     // Small machine, short test: fsync stalls must not read as a lost leader.
     '--heartbeat-interval', '100', '--election-timeout', '1000', '--log-level', 'info', '--logger', 'zap',
+    ...(opts.tls
+      ? ['--cert-file', opts.tls.certPath, '--key-file', opts.tls.keyPath,
+          ...(opts.tls.clientCertAuth ? ['--client-cert-auth', '--trusted-ca-file', opts.tls.caPath] : [])]
+      : []),
   ];
   let child = await launch(args);
   return {
