@@ -14,9 +14,10 @@
  *
  * Sentinel and Cluster fail over to a replica, and Redis replicates
  * asynchronously: a certificate the master acknowledged but had not passed on
- * would be lost with it. So there a certificate counts as stored only once a
- * replica has it too (WAIT); otherwise the write fails and the issuer keeps
- * the certificate in its spool until a later write is confirmed.
+ * would be lost with it. So there, while the master has a replica connected,
+ * a certificate counts as stored only once a replica has it too (WAIT);
+ * otherwise the write fails and the issuer keeps the certificate in its
+ * spool until a later write is confirmed.
  *
  * When Redis is down or stalls, every call fails within the timeout with a
  * StorageError; ioredis keeps reconnecting in the background (asking the
@@ -187,13 +188,22 @@ export function createRedisStorage(opts: RedisStorageOptions): Storage {
     async putCertificate(bundle) {
       const k = certKey(bundle.name);
       const fields = Object.entries(toFields(bundle)).flat();
-      // One pipeline goes to one node, so the WAIT asks the node that took the write.
+      // A pipeline goes to one node (the one serving k), so its INFO and WAIT ask the node that took the write.
       const pipeline = client.pipeline().eval(REPLACE_HASH, 1, k, ...fields);
-      if (replicated) pipeline.wait(1, replicaWaitMs);
+      if (replicated) pipeline.info('replication');
       const results = await call('putCertificate', () => pipeline.exec());
       const failed = results?.find(([err]) => err)?.[0];
       if (!results || failed) throw new StorageError(`${where}: putCertificate failed: ${failed?.message ?? 'pipeline aborted'}`);
-      if (replicated && results[1][1] === 0) {
+      // A master with no replica connected (the last one left after a failover) has nobody to wait
+      // for: waiting would fail every write until a replica is back, for no gain.
+      if (!replicated || connectedReplicas(results[1][1] as string) === 0) return;
+      const acks = await call('putCertificate', async () => {
+        const confirmed = await client.pipeline().exists(k).wait(1, replicaWaitMs).exec();
+        const waitFailed = confirmed?.find(([err]) => err)?.[0];
+        if (!confirmed || waitFailed) throw waitFailed ?? new Error('pipeline aborted');
+        return confirmed[1][1] as number;
+      });
+      if (acks === 0) {
         throw new StorageError(`${where}: putCertificate ${bundle.name}: no replica confirmed the write within ${replicaWaitMs} ms, so a failover could lose it`);
       }
     },
@@ -228,6 +238,11 @@ export function createRedisStorage(opts: RedisStorageOptions): Storage {
       client.disconnect();
     },
   };
+}
+
+/** Replicas a master's INFO replication lists as connected. */
+function connectedReplicas(info: string): number {
+  return Number(/^connected_slaves:(\d+)/m.exec(info)?.[1] ?? 0);
 }
 
 /** How errors name the store: the one server, the sentinels' master, or the cluster's seed nodes. */

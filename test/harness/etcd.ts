@@ -10,10 +10,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from './ports.js';
 
+export interface EtcdServerOptions {
+  /** Serve https only, with this certificate; clients must show one signed by caPath when clientCertAuth is set. */
+  tls?: { certPath: string; keyPath: string; caPath: string; clientCertAuth?: boolean };
+}
+
 export interface EtcdServer {
-  /** The client URL, http://127.0.0.1:<port>. */
+  /** The client URL, http(s)://127.0.0.1:<port>. */
   endpoint: string;
-  /** Requests the server's gRPC services have received (its /metrics). */
+  /** Requests the server's gRPC services have received (its /metrics; plain http only). */
   requests(): Promise<number>;
   stop(): Promise<void>;
   kill(): Promise<void>;
@@ -36,11 +41,11 @@ export function etcdInstalled(): boolean {
   }
 }
 
-export async function startEtcd(): Promise<EtcdServer> {
+export async function startEtcd(opts: EtcdServerOptions = {}): Promise<EtcdServer> {
   if (!etcdInstalled()) throw new Error('etcd not found: apt-get install -y etcd-server');
   const [clientPort, peerPort] = [await freePort(), await freePort()];
   const dir = await mkdtemp(join(tmpdir(), 'acmed-etcd-'));
-  const endpoint = `http://127.0.0.1:${clientPort}`;
+  const endpoint = `${opts.tls ? 'https' : 'http'}://127.0.0.1:${clientPort}`;
   const peer = `http://127.0.0.1:${peerPort}`;
   const args = [
     '--name', 'acmed-test', '--data-dir', join(dir, 'data'),
@@ -49,6 +54,10 @@ export async function startEtcd(): Promise<EtcdServer> {
     '--initial-cluster', `acmed-test=${peer}`, '--initial-cluster-state', 'new',
     // Small machine, short test: fsync stalls must not read as a lost leader.
     '--heartbeat-interval', '100', '--election-timeout', '1000', '--log-level', 'info', '--logger', 'zap',
+    ...(opts.tls
+      ? ['--cert-file', opts.tls.certPath, '--key-file', opts.tls.keyPath,
+          ...(opts.tls.clientCertAuth ? ['--client-cert-auth', '--trusted-ca-file', opts.tls.caPath] : [])]
+      : []),
   ];
   let child = await launch(args);
   return {
@@ -113,4 +122,57 @@ function terminate(child: ChildProcess): Promise<void> {
     child.kill('SIGCONT');
     child.kill('SIGKILL');
   });
+}
+
+export interface EtcdCluster {
+  /** Client URLs of the members, in order. */
+  endpoints: string[];
+  /** Index of the member that says it leads, among those alive; -1 while none does. */
+  leader(): Promise<number>;
+  /** SIGKILLs member i. */
+  kill(i: number): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** A three-member (or `size`) etcd cluster on loopback: losing one member leaves a majority. */
+export async function startEtcdCluster(size = 3): Promise<EtcdCluster> {
+  if (!etcdInstalled()) throw new Error('etcd not found: apt-get install -y etcd-server');
+  const dir = await mkdtemp(join(tmpdir(), 'acmed-etcd-cluster-'));
+  const members: { name: string; client: string; peer: string }[] = [];
+  for (let i = 0; i < size; i++) {
+    members.push({ name: `m${i}`, client: `http://127.0.0.1:${await freePort()}`, peer: `http://127.0.0.1:${await freePort()}` });
+  }
+  const initialCluster = members.map((m) => `${m.name}=${m.peer}`).join(',');
+  const children: ChildProcess[] = [];
+  const stop = async () => {
+    await Promise.all(children.map(terminate));
+    await rm(dir, { recursive: true, force: true });
+  };
+  try {
+    // Started together: each waits for the others to elect a leader before it serves clients.
+    children.push(...await Promise.all(members.map((m) => launch([
+      '--name', m.name, '--data-dir', join(dir, m.name),
+      '--listen-client-urls', m.client, '--advertise-client-urls', m.client,
+      '--listen-peer-urls', m.peer, '--initial-advertise-peer-urls', m.peer,
+      '--initial-cluster', initialCluster, '--initial-cluster-state', 'new', '--initial-cluster-token', 'acmed-test',
+      '--heartbeat-interval', '100', '--election-timeout', '1000', '--log-level', 'info', '--logger', 'zap',
+    ]))));
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  const alive = (i: number) => children[i].exitCode === null && children[i].signalCode === null;
+  return {
+    endpoints: members.map((m) => m.client),
+    async leader() {
+      for (const [i, m] of members.entries()) {
+        if (!alive(i)) continue;
+        const text = await fetch(`${m.client}/metrics`).then((r) => r.text(), () => '');
+        if (/^etcd_server_is_leader 1$/m.test(text)) return i;
+      }
+      return -1;
+    },
+    kill: (i) => terminate(children[i]),
+    stop,
+  };
 }

@@ -128,8 +128,8 @@ export async function createTestCa(dir: string): Promise<TestCa> {
   return { certPath, keyPath, certPem: await readFile(certPath, 'utf8') };
 }
 
-/** A TLS server cert for localhost + 127.0.0.1 signed by `ca`. */
-export async function issueServerCert(ca: TestCa, dir: string, name = 'server'): Promise<ServerCert> {
+/** A TLS server cert for localhost + 127.0.0.1 signed by `ca` (extendedKeyUsage "serverAuth,clientAuth" makes a client cert too). */
+export async function issueServerCert(ca: TestCa, dir: string, name = 'server', extendedKeyUsage = 'serverAuth'): Promise<ServerCert> {
   const keyPath = join(dir, `${name}.key`);
   const csrPath = join(dir, `${name}.csr`);
   const certPath = join(dir, `${name}.pem`);
@@ -138,7 +138,7 @@ export async function issueServerCert(ca: TestCa, dir: string, name = 'server'):
     'subjectAltName=DNS:localhost,IP:127.0.0.1',
     'basicConstraints=critical,CA:FALSE',
     'keyUsage=critical,digitalSignature',
-    'extendedKeyUsage=serverAuth',
+    `extendedKeyUsage=${extendedKeyUsage}`,
     'authorityKeyIdentifier=keyid',
     '',
   ].join('\n'));

@@ -32,6 +32,9 @@ export interface SentinelSetup {
   killMaster(): Promise<Address>;
   /** SIGKILLs every replica of the current master. */
   killReplicas(): Promise<void>;
+  /** SIGSTOPs / SIGCONTs every replica of the current master: connected, but silent. */
+  pauseReplicas(): Promise<void>;
+  resumeReplicas(): Promise<void>;
   /** Waits until the sentinel names another master than `old`; returns it. */
   waitForNewMaster(old: Address, timeoutMs?: number): Promise<Address>;
   stop(): Promise<void>;
@@ -87,6 +90,11 @@ export async function startSentinelSetup(opts: { password?: string; sentinelPass
     return { host, port: Number(port) };
   };
 
+  const replicas = async () => {
+    const current = await master();
+    return [...nodes].filter(([port]) => port !== current.port).map(([, child]) => child);
+  };
+
   return {
     masterName: SENTINEL_MASTER,
     sentinels: [{ host: '127.0.0.1', port: sentinelPort }],
@@ -101,8 +109,13 @@ export async function startSentinelSetup(opts: { password?: string; sentinelPass
       return current;
     },
     async killReplicas() {
-      const current = await master();
-      await Promise.all([...nodes].filter(([port]) => port !== current.port).map(([, child]) => terminate(child)));
+      await Promise.all((await replicas()).map(terminate));
+    },
+    async pauseReplicas() {
+      for (const child of await replicas()) child.kill('SIGSTOP');
+    },
+    async resumeReplicas() {
+      for (const child of await replicas()) child.kill('SIGCONT');
     },
     async waitForNewMaster(old, timeoutMs = 30_000) {
       let now: Address = old;

@@ -11,6 +11,7 @@ import { Etcd3 } from 'etcd3';
 import { createEtcdStorage, type EtcdStorageOptions } from '../../src/storage/etcd.js';
 import type { CertificateBundle, Storage } from '../../src/storage/storage.js';
 import { type EtcdServer, startEtcd } from '../harness/etcd.js';
+import { createTestCa, issueServerCert } from '../harness/pebble.js';
 import { freePort } from '../harness/ports.js';
 import { makeCertificate } from './storage-contract-cert.js';
 import { TIMEOUT_MS } from './storage-contract-fixtures.js';
@@ -100,6 +101,32 @@ export function etcdSpecificTests(): void {
     } finally {
       await new Promise((resolve) => setImmediate(resolve));
       assert.deepEqual(watch.stop(), []);
+    }
+  });
+
+  it('TLS: tls.ca trusts the members\' certificate; tls.cert and tls.key are the client certificate etcd asks for', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'acmed-etcd-tls-'));
+    const ca = await createTestCa(dir);
+    const serverCert = await issueServerCert(ca, dir, 'etcd');
+    const clientCert = await issueServerCert(ca, dir, 'acmed-client', 'clientAuth');
+    const secured = await startEtcd({ tls: { certPath: serverCert.certPath, keyPath: serverCert.keyPath, caPath: ca.certPath, clientCertAuth: true } });
+    try {
+      assert.match(secured.endpoint, /^https:/);
+      const base = { endpoints: [secured.endpoint], username: null, password: null, timeout: TIMEOUT_MS, prefix: 'tls/' };
+      const good = open({ ...base, tls: { ca: ca.certPath, cert: clientCert.certPath, key: clientCert.keyPath } });
+      await good.set('records/a.json', 'over tls');
+      assert.equal(await good.get('records/a.json'), 'over tls');
+      const noClientCert = open({ ...base, tls: { ca: ca.certPath, cert: null, key: null } });
+      const noCertErr = await rejectsWithin(noClientCert.get('records/a.json'), TIMEOUT_MS + 500);
+      assert.equal(noCertErr.code, 'STORAGE_ERROR');
+      assert.match(noCertErr.message, /bad certificate/, 'etcd refused the handshake without a client certificate');
+      const untrusted = open({ ...base, tls: { ca: null, cert: clientCert.certPath, key: clientCert.keyPath } });
+      const untrustedErr = await rejectsWithin(untrusted.get('records/a.json'), TIMEOUT_MS + 500);
+      assert.equal(untrustedErr.code, 'STORAGE_ERROR');
+      assert.match(untrustedErr.message, /unable to verify/, 'without tls.ca the test CA is not trusted');
+    } finally {
+      await secured.stop();
+      await rm(dir, { recursive: true, force: true });
     }
   });
 

@@ -14,7 +14,7 @@ import { freePort } from '../harness/ports.js';
 import { type SentinelSetup, startSentinelSetup } from '../harness/redis-sentinel.js';
 import { makeCertificate } from './storage-contract-cert.js';
 import { TIMEOUT_MS } from './storage-contract-fixtures.js';
-import { rejectsWithin } from './storage-contract-util.js';
+import { eventually, rejectsWithin } from './storage-contract-util.js';
 
 const BASE = { host: '127.0.0.1', port: 6379, database: 0, ssl: false, ssl_verify: false, ssl_server_name: null, namespace: 'replicated:', timeout: TIMEOUT_MS };
 
@@ -62,17 +62,32 @@ export function replicatedRedisTests(): void {
     assert.doesNotMatch(err.message, /wrong/);
   });
 
-  // Last: it kills the replica.
-  it('Sentinel: a certificate write no replica confirms fails, so the issuer keeps it and tries again', async () => {
+  // Last: they stop the replica, then kill it.
+  it('Sentinel: a certificate write that the connected replica does not confirm fails, so the issuer keeps it and tries again', async () => {
     const storage = viaSentinel();
     await storage.putCertificate(bundle); // the replica is there: confirmed
     assert.equal((await storage.getCertificate('shop.example.com'))?.fullchain, bundle.fullchain);
+    await sentinel.pauseReplicas(); // connected, but acknowledging nothing
+    try {
+      const err = await rejectsWithin(storage.putCertificate(bundle), TIMEOUT_MS + 500);
+      assert.equal(err.code, 'STORAGE_ERROR');
+      assert.match(err.message, /no replica confirmed the write within \d+ ms/);
+      // State (locks, tokens) is not held back: only certificates wait for a replica.
+      await storage.set('records/after.json', 'v');
+      assert.equal(await storage.get('records/after.json'), 'v');
+    } finally {
+      await sentinel.resumeReplicas();
+    }
+  });
+
+  it('Sentinel: with no replica connected (the last node left), a certificate write is taken at once', async () => {
+    const storage = viaSentinel();
     await sentinel.killReplicas();
-    const err = await rejectsWithin(storage.putCertificate(bundle), TIMEOUT_MS + 500);
-    assert.equal(err.code, 'STORAGE_ERROR');
-    assert.match(err.message, /no replica confirmed the write within \d+ ms/);
-    // State (locks, tokens) is not held back: only certificates wait for a replica.
-    await storage.set('records/after.json', 'v');
-    assert.equal(await storage.get('records/after.json'), 'v');
+    await eventually(async () => {
+      const started = Date.now();
+      await storage.putCertificate(bundle);
+      assert.ok(Date.now() - started < 200, `took ${Date.now() - started} ms: it waited for a replica`);
+    });
+    assert.equal((await storage.getCertificate('shop.example.com'))?.privkey, bundle.privkey);
   });
 }
