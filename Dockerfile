@@ -12,15 +12,15 @@ COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY package.json ./
 COPY bin ./bin
-COPY config/acmed.example.yaml /etc/acmed/acmed.yaml
+COPY config/acmed.container.yaml /etc/acmed/acmed.yaml
 RUN useradd --system --uid 10001 --home-dir /var/lib/acmed acmed \
  && mkdir -p /var/lib/acmed /run/acmed \
  && chown acmed:acmed /var/lib/acmed /run/acmed \
  && chmod 0700 /var/lib/acmed /run/acmed
 USER acmed
 VOLUME ["/var/lib/acmed"]
-# http-01 inside the container listens on 8080; publish it as port 80 (-p 80:8080)
-# and set challenge.listen: ["0.0.0.0:8080"] in the mounted config.
+# http-01 inside the container listens on 8080 (the baked config's
+# challenge.listen; a test checks they agree): publish it as port 80 (-p 80:8080).
 EXPOSE 8080
 ENV ACMED_CONFIG=/etc/acmed/acmed.yaml
 ENTRYPOINT ["node", "/app/bin/acmed"]

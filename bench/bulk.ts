@@ -52,7 +52,7 @@ export interface BulkResult {
   peakRssMb: number;
   /** Requests per certificate by the first segment of their path (Pebble's: order-plz, authZ, chalZ, my-order, finalize-order, certZ, nonce-plz). */
   requestsByKind: Record<string, number>;
-  /** Mean time from a job's start to its answer (durationMs), queue wait excluded. */
+  /** Mean time from a job's start to its answer (duration_ms), queue wait excluded. */
   meanOrderMs: number;
   http01: { p50Ms: number; p99Ms: number; maxMs: number; probes: number };
 }
@@ -151,7 +151,7 @@ export async function bulkAcmed(hosts: number, extraConfig: Record<string, unkno
       pebbleCpuMsPerCert: (pebbleCpu * 1000) / hosts,
       peakRssMb,
       requestsByKind: perKind(countsBefore.byPath, countsAfter.byPath, hosts),
-      meanOrderMs: answers.reduce((sum, a) => sum + Number(a.body?.data?.durationMs ?? 0), 0) / hosts,
+      meanOrderMs: answers.reduce((sum, a) => sum + Number(a.body?.data?.duration_ms ?? 0), 0) / hosts,
       http01: {
         p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99), maxMs: Math.max(...latencies), probes: latencies.length,
       },
@@ -166,7 +166,7 @@ export async function bulkAcmed(hosts: number, extraConfig: Record<string, unkno
 
 interface AdminAnswer {
   status: number;
-  body: { message?: string; data?: { requests?: number; durationMs?: number } } | undefined;
+  body: { message?: string; data?: { requests?: number; duration_ms?: number } } | undefined;
 }
 
 /** One POST /acme on its own connection to the admin socket. */

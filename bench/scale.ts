@@ -85,8 +85,8 @@ export async function measureAtScale(storage: ScaleStorage, count: number): Prom
       const checkedAt = await indexCheckedAt(daemon);
       const rssAfterStartMb = rssMb(daemon.child.pid!);
       const passSeconds = median(await repeat(async () => {
-        const resp = await adminRequest<{ data: { checked: number; notDue: number } }>(daemon.socket, 'PATCH', '/acme?wait=true', {});
-        if (resp.status !== 200 || resp.body.data.checked !== count || resp.body.data.notDue !== count) {
+        const resp = await adminRequest<{ data: { checked: number; not_due: number } }>({ kind: 'socket', path: daemon.socket }, 'PATCH', '/acme?wait=true', {});
+        if (resp.status !== 200 || resp.body.data.checked !== count || resp.body.data.not_due !== count) {
           throw new Error(`renewal pass at ${count} answered ${resp.status}: ${JSON.stringify(resp.body).slice(0, 300)}`);
         }
       }));
@@ -203,7 +203,7 @@ async function startDaemon(dir: string, configPath: string): Promise<Daemon> {
   child.stderr!.on('data', (d: Buffer) => { output += d.toString(); });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const deadline = Date.now() + 120_000;
-  while ((await adminRequest(socket, 'GET', '/healthz').catch(() => null)) === null) {
+  while ((await adminRequest({ kind: 'socket', path: socket }, 'GET', '/healthz').catch(() => null)) === null) {
     if (child.exitCode !== null || Date.now() > deadline) throw new Error(`acmed did not start:\n${output}`);
     await sleep(10);
   }
@@ -228,7 +228,7 @@ async function startDaemon(dir: string, configPath: string): Promise<Daemon> {
 async function indexCheckedAt(daemon: Daemon): Promise<number> {
   const deadline = Date.now() + 15 * 60_000;
   for (;;) {
-    const resp = await adminRequest<{ checks: { scheduler: { index_checked_at: string | null } } }>(daemon.socket, 'GET', '/healthz');
+    const resp = await adminRequest<{ checks: { scheduler: { index_checked_at: string | null } } }>({ kind: 'socket', path: daemon.socket }, 'GET', '/healthz');
     if (resp.body.checks?.scheduler?.index_checked_at) return Date.now();
     if (Date.now() > deadline) throw new Error(`the index was not checked against storage within 15 minutes:\n${daemon.logs().slice(-2000)}`);
     await sleep(200);

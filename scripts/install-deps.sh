@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the tests, the benchmark and the demo need on a fresh Debian
-# machine: Debian packages (Pebble, peers, Redis) and the npm dependencies
+# machine: Debian packages (Pebble, peers, Redis, etcd) and the npm dependencies
 # (npm ci also builds dist/ through the "prepare" script).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -6,7 +6,10 @@
 # then the benchmark at tiny sizes so it cannot rot (it times nothing here).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install-deps.sh lego redis-server
+# prometheus: promtool (metrics lint, alert rule tests) and a real server that scrapes acmed;
+# redis-sentinel, redis-tools (redis-cli --cluster) and etcd-server: the storage backends' real servers;
+# bind9 (+ tsig-keygen, dig, nsupdate): the DNS server dns-01 updates and Pebble resolves through.
+bash scripts/install-deps.sh lego redis-server redis-sentinel redis-tools etcd-server prometheus bind9 bind9-utils bind9-dnsutils
 # Tests, harness and benchmarks are type-checked too (the build covers src/ only).
 npx tsc -p tsconfig.check.json
 node --import tsx --test --test-concurrency=1 test/unit/*.test.ts test/e2e/*.test.ts

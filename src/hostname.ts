@@ -3,9 +3,13 @@
  * an ACME order passes through here first, so hostile input ("../", "a/b",
  * overlong labels, raw unicode) is refused before it can touch anything.
  */
+import { AcmedError } from './errors.js';
 
-export class InvalidHostnameError extends Error {
-  readonly code = 'INVALID_HOSTNAME';
+export class InvalidHostnameError extends AcmedError {
+  override readonly code = 'INVALID_HOSTNAME';
+  override get status(): number {
+    return 400;
+  }
   constructor(readonly input: string, reason: string) {
     super(`invalid host name ${JSON.stringify(truncate(input))}: ${reason}`);
   }

@@ -10,7 +10,7 @@ export type { Logger } from 'pino';
 
 const SECRET_KEYS = [
   'privateKey', 'privkey', 'accountKey', 'key', 'keyPem', 'keyAuthorization', 'token',
-  'eab_hmac_key', 'hmacKey', 'auth', 'password', 'authorization', 'jwt',
+  'eab_hmac_key', 'hmacKey', 'auth', 'password', 'sentinel_password', 'authorization', 'jwt',
 ];
 
 export const REDACT_PATHS = [

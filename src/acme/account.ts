@@ -11,6 +11,8 @@ import type { Storage } from '../storage/storage.js';
 export interface StoredAccountUrl {
   directoryUrl: string;
   url: string;
+  /** When acmed registered it; absent in records of earlier versions. */
+  registeredAt?: string;
 }
 
 export async function loadOrCreateAccountKey(storage: Storage): Promise<string> {
@@ -26,16 +28,20 @@ export async function loadOrCreateAccountKey(storage: Storage): Promise<string> 
 }
 
 export async function loadAccountUrl(storage: Storage, directoryUrl: string): Promise<string | null> {
+  return (await loadAccountRecord(storage, directoryUrl))?.url ?? null;
+}
+
+export async function loadAccountRecord(storage: Storage, directoryUrl: string): Promise<StoredAccountUrl | null> {
   const raw = await storage.get(keys.accountUrl);
   if (!raw) return null;
   try {
     const stored = JSON.parse(raw) as StoredAccountUrl;
-    return stored.directoryUrl === directoryUrl ? stored.url : null;
+    return stored.directoryUrl === directoryUrl ? stored : null;
   } catch {
     return null;
   }
 }
 
 export async function saveAccountUrl(storage: Storage, directoryUrl: string, url: string): Promise<void> {
-  await storage.set(keys.accountUrl, JSON.stringify({ directoryUrl, url } satisfies StoredAccountUrl));
+  await storage.set(keys.accountUrl, JSON.stringify({ directoryUrl, url, registeredAt: new Date().toISOString() } satisfies StoredAccountUrl));
 }

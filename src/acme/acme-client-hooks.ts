@@ -1,16 +1,22 @@
 /**
- * Where acmed reaches into acme-client 5.4: its HttpClient's request,
- * getNonce and signedRequest are replaced so every request goes through our
- * transport, takes nonces from the pool, counts toward the order it belongs
- * to, stops when that order is aborted, and is retried after a transient
- * fault. None of these members are in acme-client's public types.
+ * Where acmed reaches into acme-client 5.4.0 (pinned exactly in
+ * package.json; test/unit/acme-client-internals.test.ts fails loudly when a
+ * member used here changes): its HttpClient's request, getNonce and
+ * signedRequest are replaced so every request goes through our transport,
+ * takes nonces from the pool, counts toward the order it belongs to, stops
+ * when that order is aborted, and is retried after a transient fault; its
+ * AcmeApi sends the account requests acme-client's Client wraps in ways we
+ * cannot use (see account-registration.ts, account-lifecycle.ts). None of
+ * these members are in acme-client's public types.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { createPrivateKey, KeyObject } from 'node:crypto';
+import { createRequire } from 'node:module';
 import type { Logger } from '../log.js';
 import { AcmeError, AcmeProblemError, parseRetryAfter, type AcmeProblem } from './errors.js';
 import type { NoncePool } from './nonce-pool.js';
 import { currentOrderScope } from './order-scope.js';
+import { asAction } from './request-action.js';
 import { withTransientRetry } from './retry.js';
 import type { Transport, TransportRequestOptions, TransportResponse } from './transport.js';
 
@@ -22,6 +28,9 @@ export interface HttpClientInternals {
   getNonce(): Promise<string>;
   getResourceUrl(resource: string): Promise<string>;
   getDirectory(): Promise<Record<string, unknown>>;
+  /** The account key's public JWK (cached). */
+  getJwk(): Record<string, unknown>;
+  directoryUrl: string;
   signedRequest(url: string, payload: unknown, opts: SignedRequestOptions, attempts?: number): Promise<TransportResponse>;
 }
 
@@ -36,11 +45,32 @@ export interface AcmeApiInternals {
   accountUrl: string | null;
   apiRequest(url: string, payload: unknown, valid: number[]): Promise<TransportResponse>;
   createAccount(data: Record<string, unknown>): Promise<TransportResponse>;
+  /** POST to the account URL: contact, status (RFC 8555 §7.3.2, §7.3.6); null payload is POST-as-GET. */
+  updateAccount(data: Record<string, unknown> | null): Promise<TransportResponse>;
+  /** POST the key-change JWS to the directory's keyChange (§7.3.5). */
+  updateAccountKey(body: unknown): Promise<TransportResponse>;
 }
 
 export interface ClientInternals {
   http: HttpClientInternals;
   api: AcmeApiInternals;
+}
+
+/** acme-client's HttpClient class (src/http.js), used only for its signer: building a JWS makes no request. */
+type HttpClientClass = new (directoryUrl: string, accountKey: Buffer) => { createSignedBody(url: string, payload: unknown): unknown };
+const HttpClient = createRequire(import.meta.url)('acme-client/src/http.js') as HttpClientClass;
+
+/**
+ * The inner JWS of an RFC 8555 §7.3.5 key change: `{account, oldKey}` signed
+ * by the new key, with the new key's JWK in its header. acme-client's own
+ * Client.updateAccountKey would build it with a fresh, unhooked HttpClient
+ * that fetches the directory over its own HTTP stack (no ca_bundle, no
+ * retries); here only its signer is used, and the outer request goes
+ * through the hooked AcmeApi.
+ */
+export function keyChangeBody(client: ClientInternals, newKeyPem: string, keyChangeUrl: string, accountUrl: string): unknown {
+  const signer = new HttpClient(client.http.directoryUrl, Buffer.from(newKeyPem));
+  return signer.createSignedBody(keyChangeUrl, { account: accountUrl, oldKey: client.http.getJwk() });
 }
 
 export interface HookDeps {
@@ -64,7 +94,16 @@ export function installHooks(client: ClientInternals, deps: HookDeps): void {
   const send = (url: string, method: string, opts: TransportRequestOptions = {}): Promise<TransportResponse> => {
     const scope = currentOrderScope();
     if (scope) scope.requests++;
-    return transport.request(url, method, { ...opts, signal: scope?.signal });
+    const sent = transport.request(url, method, { ...opts, signal: scope?.signal });
+    // log_level trace: every ACME request, for following a conversation with the CA.
+    if (log.isLevelEnabled('trace')) {
+      const started = Date.now();
+      sent.then(
+        (resp) => log.trace({ method: method.toUpperCase(), path: pathOf(url), status: resp.status, ms: Date.now() - started }, 'ACME request'),
+        (err: Error) => log.trace({ method: method.toUpperCase(), path: pathOf(url), err: err.message, ms: Date.now() - started }, 'ACME request failed'),
+      );
+    }
+    return sent;
   };
 
   // Set while an attempt runs: a request made inside it (the nonce HEAD of
@@ -89,7 +128,8 @@ export function installHooks(client: ClientInternals, deps: HookDeps): void {
   http.getNonce = async () => {
     const pooled = nonces.take();
     if (pooled) return pooled;
-    await http.request(await http.getResourceUrl('newNonce'), 'head');
+    const url = await http.getResourceUrl('newNonce');
+    await asAction('new_nonce', () => http.request(url, 'head'));
     const fresh = nonces.take();
     if (!fresh) throw new AcmeProblemError({ type: 'badNonce', detail: 'the CA sent no Replay-Nonce' }, 0, 'newNonce');
     return fresh;

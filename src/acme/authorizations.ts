@@ -19,6 +19,8 @@ export interface Authorization {
   url: string;
   status: string;
   identifier: { type: string; value: string };
+  /** Set for a "*.name" identifier (RFC 8555 §7.1.4); identifier.value is then the name without "*.". */
+  wildcard?: boolean;
   challenges: Challenge[];
 }
 

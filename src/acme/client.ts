@@ -13,17 +13,19 @@
  * A failed validation ends the order at once rather than at the poll deadline.
  */
 import { Client } from 'acme-client';
-import type { ChallengePublisher } from '../challenge/publisher.js';
+import { VERSION } from '../version.js';
+import type { ChallengeAnswer, ChallengeSolver } from '../challenge/solver.js';
 import type { Logger } from '../log.js';
 import type { Storage } from '../storage/storage.js';
 import { abortable, sleepUnlessAborted } from './abort.js';
 import { loadAccountUrl, loadOrCreateAccountKey } from './account.js';
+import { AccountLifecycle } from './account-lifecycle.js';
 import { AccountRegistration } from './account-registration.js';
 import { installHooks, type ClientInternals } from './acme-client-hooks.js';
 import { certificateKeyFromPem, createCertificateKey, createCsr, type CertificateKey } from './certificate-key.js';
-import { validationFailure, type Authorization } from './authorizations.js';
+import { validationFailure, type Authorization, type Challenge } from './authorizations.js';
 import {
-  AcmeError, AcmeOrderInvalidError, AcmeProblemError, isAccountUnknown, parseRetryAfter, type AcmeProblem,
+  AcmeError, AcmeOrderInvalidError, AcmeProblemError, isAccountUnknown, parseRetryAfter, ProfileNotOfferedError, type AcmeProblem,
 } from './errors.js';
 import { NoncePool } from './nonce-pool.js';
 import { orderUnusable, resumeMismatch, type PendingOrder } from './pending-order.js';
@@ -31,6 +33,7 @@ import { pollUntil, type PollOptions } from './poll.js';
 import { runInOrderScope, type OrderScope } from './order-scope.js';
 import { isTransient } from './retry.js';
 import { Transport } from './transport.js';
+import { asAction, type AcmeRequestSample } from './request-action.js';
 import { readCertificateInfo, splitPemChain } from '../certificate-info.js';
 import { ariCertId, parseRenewalInfo, type RenewalInfo } from '../renewal/ari.js';
 
@@ -48,6 +51,8 @@ export interface AcmeEngineOptions {
   poll?: PollOptions;
   /** Waits before each retry of one request after a transient fault; default 250 ms, 1 s, 3 s; [] sends once. */
   retryDelaysMs?: readonly number[];
+  /** Told of every HTTP request to the CA, with the ACME step it belongs to (metrics). */
+  observeRequest?: (sample: AcmeRequestSample) => void;
 }
 
 /** Validation completes a moment after the CA's fetch; poll just after it. */
@@ -58,6 +63,14 @@ export interface CertificateRequest {
   names: string[];
   keyType: 'ecc' | 'rsa';
   rsaBits?: number;
+  /** ECDSA curve; default P-256. */
+  curve?: 'P-256' | 'P-384';
+  /** The key to certify again (reuse_key), PEM; else a new one is made. */
+  reuseKey?: string;
+  /** An ACME profile for newOrder; refused before any order when the CA's directory does not list it. */
+  profile?: string | null;
+  /** Issuer CN of the chain to prefer (overrides the engine's preferredChain). */
+  preferredChain?: string | null;
   /** ARI certID of the certificate this one replaces (RFC 9773 `replaces`). */
   replaces?: string;
   /** Abandons the order between steps, during waits and mid-request (shutdown); the order rejects with its reason. */
@@ -66,7 +79,11 @@ export interface CertificateRequest {
   resume?: PendingOrder;
   /** Called as soon as newOrder has answered and the key exists, so the caller can persist it for resume. */
   onOrderPlaced?: (pending: PendingOrder) => Promise<void>;
+  /** Told each step as it starts (ordering, validating, finalizing, downloading), for `acmed issue`'s progress. */
+  onStep?: (step: OrderStep) => void;
 }
+
+export type OrderStep = 'ordering' | 'validating' | 'finalizing' | 'downloading';
 
 /** The CA's suggested renewal window for one certificate (RFC 9773). */
 export interface RenewalInfoAnswer {
@@ -87,6 +104,8 @@ export interface IssuedCertificate {
   requests: number;
   /** True when an earlier run's order (CertificateRequest.resume) was carried on. */
   resumed: boolean;
+  /** dns-01: milliseconds spent waiting for the TXT records to show on the DNS servers. */
+  propagationMs?: number;
 }
 
 type Order = {
@@ -124,7 +143,9 @@ export class AcmeEngine {
   /** Loads (or creates and registers) the account and warms the directory and nonce pool. */
   static async create(opts: AcmeEngineOptions): Promise<AcmeEngine> {
     const nonces = new NoncePool();
-    const transport = new Transport({ caBundle: opts.caBundle, timeoutMs: opts.requestTimeoutMs, nonces, userAgent: 'acmed/0.1' });
+    const transport = new Transport({
+      caBundle: opts.caBundle, timeoutMs: opts.requestTimeoutMs, nonces, userAgent: `acmed/${VERSION}`, observe: opts.observeRequest,
+    });
     const accountKey = await loadOrCreateAccountKey(opts.storage);
     const accountUrl = await loadAccountUrl(opts.storage, opts.directoryUrl);
     const client = new Client({
@@ -139,11 +160,12 @@ export class AcmeEngine {
       directoryUrl: opts.directoryUrl, email: opts.email, eabKid: opts.eab?.kid, storage: opts.storage, log: opts.log, nonces,
     });
     try {
-      await internals.http.getDirectory();
+      await asAction('get_directory', () => internals.http.getDirectory());
       if (accountUrl) {
         nonces.add(await internals.http.getNonce());
+        opts.log.info({ accountUrl, ca: opts.directoryUrl }, 'using the stored ACME account');
       } else {
-        const url = await account.register();
+        const url = await asAction('new_account', () => account.register());
         opts.log.info({ accountUrl: url }, 'registered ACME account');
       }
     } catch (err) {
@@ -151,6 +173,11 @@ export class AcmeEngine {
       throw err;
     }
     return new AcmeEngine(client, transport, account, opts);
+  }
+
+  /** The account's life after registration: show, key rollover, contact, deactivation. */
+  accountLifecycle(): AccountLifecycle {
+    return new AccountLifecycle(this.internals, { directoryUrl: this.opts.directoryUrl, storage: this.opts.storage, log: this.opts.log });
   }
 
   /** Requests sent by this engine since start, all orders together. */
@@ -162,19 +189,30 @@ export class AcmeEngine {
     this.transport.close();
   }
 
+  /** The profiles the CA's directory lists (`meta.profiles`, draft-ietf-acme-profiles); [] when it has none. */
+  async offeredProfiles(): Promise<string[]> {
+    const meta = (await this.internals.http.getDirectory()).meta as { profiles?: Record<string, unknown> } | undefined;
+    return Object.keys(meta?.profiles ?? {});
+  }
+
+  private async assertProfileOffered(profile: string): Promise<void> {
+    const offered = await this.offeredProfiles();
+    if (!offered.includes(profile)) throw new ProfileNotOfferedError(profile, this.opts.directoryUrl, offered);
+  }
+
   /** One plain GET of the directory, no retries: is the CA answering? (probing a CA in backoff) */
   async ping(): Promise<void> {
-    await this.transport.request(this.opts.directoryUrl, 'get');
+    await asAction('get_directory', () => this.transport.request(this.opts.directoryUrl, 'get'));
   }
 
   /** True when the CA's directory offers ARI (`renewalInfo`); lets a pass skip reading PEMs when it does not. */
   async offersRenewalInfo(): Promise<boolean> {
-    return typeof (await this.internals.http.getDirectory()).renewalInfo === 'string';
+    return typeof (await asAction('get_directory', () => this.internals.http.getDirectory())).renewalInfo === 'string';
   }
 
   /** Revokes a certificate with the account key (RFC 8555 §7.6); reason per RFC 5280 (0 unspecified, 1 keyCompromise, 4 superseded, 5 cessationOfOperation). */
   async revoke(certPem: string, reason = 0): Promise<void> {
-    await this.client.revokeCertificate(certPem, { reason });
+    await asAction('revoke_certificate', () => this.client.revokeCertificate(certPem, { reason }));
   }
 
   /**
@@ -183,10 +221,10 @@ export class AcmeEngine {
    */
   async renewalInfo(certPem: string): Promise<RenewalInfoAnswer | null> {
     const http = this.internals.http;
-    const directory = await http.getDirectory();
+    const directory = await asAction('get_directory', () => http.getDirectory());
     if (typeof directory.renewalInfo !== 'string') return null;
     const certId = ariCertId(certPem);
-    const resp = await http.request(`${directory.renewalInfo.replace(/\/$/, '')}/${certId}`, 'get');
+    const resp = await asAction('get_renewal_info', () => http.request(`${(directory.renewalInfo as string).replace(/\/$/, '')}/${certId}`, 'get'));
     return { certId, window: parseRenewalInfo(resp.data), retryAfterMs: parseRetryAfter(resp.headers['retry-after']) };
   }
 
@@ -197,7 +235,7 @@ export class AcmeEngine {
    * the CA says the old certificate was already replaced, orders once more
    * without `replaces`, as RFC 9773 asks.
    */
-  async issue(request: CertificateRequest, challenges: ChallengePublisher): Promise<IssuedCertificate> {
+  async issue(request: CertificateRequest, challenges: ChallengeSolver): Promise<IssuedCertificate> {
     const scope: OrderScope = { requests: 0, signal: request.signal };
     try {
       const issued = await runInOrderScope(scope, () => this.issueInScope(request, challenges));
@@ -209,7 +247,7 @@ export class AcmeEngine {
     }
   }
 
-  private async issueInScope(request: CertificateRequest, challenges: ChallengePublisher): Promise<Omit<IssuedCertificate, 'requests'>> {
+  private async issueInScope(request: CertificateRequest, challenges: ChallengeSolver): Promise<Omit<IssuedCertificate, 'requests'>> {
     let current = request;
     let accountRecovered = false;
     for (;;) {
@@ -219,7 +257,7 @@ export class AcmeEngine {
       } catch (err) {
         if (!accountRecovered && isAccountUnknown(err)) {
           accountRecovered = true;
-          await abortable(this.account.recover(accountUrl), current.signal);
+          await abortable(asAction('new_account', () => this.account.recover(accountUrl)), current.signal);
           // The earlier order belonged to the account the CA forgot.
           current = { ...current, resume: undefined };
           continue;
@@ -234,18 +272,21 @@ export class AcmeEngine {
     }
   }
 
-  private async order(request: CertificateRequest, challenges: ChallengePublisher): Promise<Omit<IssuedCertificate, 'requests'>> {
+  private async order(request: CertificateRequest, challenges: ChallengeSolver): Promise<Omit<IssuedCertificate, 'requests'>> {
     const signal = request.signal;
     signal?.throwIfAborted();
     const t0 = Date.now();
     const mark = (step: string) => this.opts.log.debug({ step, ms: Date.now() - t0, names: request.names }, 'order step');
+    request.onStep?.('ordering');
     const work = (request.resume ? await this.resumeOrder(request, request.resume) : null) ?? await this.placeOrder(request);
     mark(work.resumed ? 'order resumed' : 'order placed');
-    const published: string[] = [];
+    const published: ChallengeAnswer[] = [];
+    const waits = { propagationMs: 0 };
     try {
       let order = work.order;
       if (order.status === 'pending') {
-        order = await this.authorize(order, challenges, published, signal);
+        request.onStep?.('validating');
+        order = await this.authorize(order, challenges, published, waits, signal);
         mark('order ready');
       }
       if (order.status === 'ready') {
@@ -253,6 +294,7 @@ export class AcmeEngine {
         // Stored before finalizing, so a crash after it still finds the order.
         await work.persisted;
         signal?.throwIfAborted();
+        request.onStep?.('finalizing');
         order = await this.finalize(order, key, request.names, signal);
         mark('finalized');
       }
@@ -260,8 +302,10 @@ export class AcmeEngine {
         order = await this.waitForOrder(order, ['valid'], signal);
       }
       if (order.status !== 'valid') throw await this.explainInvalid(order);
+      request.onStep?.('downloading');
 
-      const fullchain = await this.client.getCertificate(order as never, this.opts.preferredChain ?? undefined);
+      const preferred = request.preferredChain !== undefined ? request.preferredChain : this.opts.preferredChain;
+      const fullchain = await asAction('get_certificate', () => this.client.getCertificate(order as never, preferred ?? undefined));
       mark('downloaded');
       const privkey = (await work.privkey).pem;
       await work.persisted;
@@ -276,21 +320,26 @@ export class AcmeEngine {
         notBefore: info.notBefore,
         notAfter: info.notAfter,
         resumed: work.resumed,
+        ...(challenges.type === 'dns-01' ? { propagationMs: waits.propagationMs } : {}),
       };
     } finally {
-      await Promise.all(published.map((token) => challenges.withdraw(token).catch(() => {})));
+      await Promise.all(published.map((answer) => challenges.cleanUp(answer).catch(() => {})));
     }
   }
 
   /** Places a new order; the certificate key is made meanwhile and handed to onOrderPlaced with the order's URL. */
   private async placeOrder(request: CertificateRequest): Promise<OrderInProgress> {
     // The key is made on the threadpool while the CA handles the order: RSA 4096 can take a second.
-    const privkey = createCertificateKey({ keyType: request.keyType, rsaBits: request.rsaBits });
+    if (request.profile) await this.assertProfileOffered(request.profile);
+    const privkey = request.reuseKey
+      ? Promise.resolve(certificateKeyFromPem(request.reuseKey))
+      : createCertificateKey({ keyType: request.keyType, rsaBits: request.rsaBits, curve: request.curve });
     privkey.catch(() => {}); // awaited later; avoid an unhandled rejection if the order fails first
-    const order = await this.client.createOrder({
+    const order = await asAction('new_order', () => this.client.createOrder({
       identifiers: request.names.map((value) => ({ type: 'dns', value })),
       ...(request.replaces ? { replaces: request.replaces } : {}),
-    } as never) as unknown as Order;
+      ...(request.profile ? { profile: request.profile } : {}),
+    } as never)) as unknown as Order;
     const { onOrderPlaced } = request;
     // Runs beside the challenges rather than before them; finalize waits for it.
     const persisted = onOrderPlaced
@@ -330,12 +379,31 @@ export class AcmeEngine {
     return { order, privkey, resumed: true, persisted: Promise.resolve() };
   }
 
-  /** Answers the pending authorizations and waits until the CA has validated them. */
-  private async authorize(order: Order, challenges: ChallengePublisher, published: string[], signal: AbortSignal | undefined): Promise<Order> {
-    const authzs = await this.client.getAuthorizations(order as never) as unknown as Authorization[];
+  /**
+   * Answers the pending authorizations and waits until the CA has validated
+   * them: every answer is presented first, then the solver says when they
+   * are visible (dns-01 propagation), then the CA is told to validate.
+   */
+  private async authorize(
+    order: Order, challenges: ChallengeSolver, published: ChallengeAnswer[], waits: { propagationMs: number }, signal: AbortSignal | undefined,
+  ): Promise<Order> {
+    const authzs = await asAction('get_authorization', () => this.client.getAuthorizations(order as never)) as unknown as Authorization[];
     signal?.throwIfAborted();
     const pending = authzs.filter((a) => a.status !== 'valid');
-    const tokens = await Promise.all(pending.map((authz) => this.answer(authz, challenges, published)));
+    // allSettled: every answer that went out is in `published` for cleanup before the order fails.
+    const presented = await Promise.allSettled(pending.map((authz) => this.present(authz, challenges, published)));
+    const failed = presented.find((p): p is PromiseRejectedResult => p.status === 'rejected');
+    if (failed) throw await this.giveUpAuthorizations(pending, failed.reason as Error, signal);
+    const answered = presented.map((p) => (p as PromiseFulfilledResult<{ challenge: Challenge; answer: ChallengeAnswer }>).value);
+    if (challenges.ready) {
+      try {
+        waits.propagationMs += await challenges.ready(answered.map((a) => a.answer), signal);
+      } catch (err) {
+        throw await this.giveUpAuthorizations(pending, err as Error, signal);
+      }
+      signal?.throwIfAborted();
+    }
+    const tokens = await Promise.all(answered.map(({ challenge }, i) => this.complete(pending[i]!, challenge)));
     this.opts.log.debug({ step: 'challenges answered', names: order.identifiers?.map((i) => i.value), tokens: published.length }, 'order step');
     return this.waitForValidation(order, new Map(pending.map((a, i) => [a.url, tokens[i]!])), challenges, signal);
   }
@@ -359,7 +427,7 @@ export class AcmeEngine {
    * Resolves with the order as the CA reported it, or marked ready.
    */
   private waitForValidation(
-    order: Order, open: Map<string, string>, challenges: ChallengePublisher, signal: AbortSignal | undefined,
+    order: Order, open: Map<string, string>, challenges: ChallengeSolver, signal: AbortSignal | undefined,
   ): Promise<Order> {
     const firstPoll = this.opts.poll?.firstDelayMs ?? 100;
     const ready = (): Order => ({ ...order, status: 'ready' });
@@ -373,7 +441,7 @@ export class AcmeEngine {
     return pollUntil<Order>(async () => {
       if (open.size === 1) {
         const [url] = open.keys();
-        const resp = await this.internals.api.apiRequest(url!, null, [200]);
+        const resp = await asAction('get_authorization', () => this.internals.api.apiRequest(url!, null, [200]));
         const authz = { ...resp.data, url } as Authorization;
         const failure = validationFailure(authz);
         if (failure) throw failure;
@@ -383,7 +451,7 @@ export class AcmeEngine {
         }
         return { value: order, retryAfterMs: parseRetryAfter(resp.headers['retry-after']) };
       }
-      const resp = await this.internals.api.apiRequest(order.url, null, [200]);
+      const resp = await asAction('get_order', () => this.internals.api.apiRequest(order.url, null, [200]));
       const current = { ...resp.data, url: order.url } as Order;
       if (current.status === 'pending') {
         await this.failOnFailedValidation(open);
@@ -395,21 +463,49 @@ export class AcmeEngine {
     });
   }
 
-  /** Publishes the http-01 key authorization and tells the CA to validate; returns the token. */
-  private async answer(authz: Authorization, challenges: ChallengePublisher, published: string[]): Promise<string> {
+  /** Presents the answer to the authorization's challenge of the solver's type (served token, TXT record). */
+  private async present(
+    authz: Authorization, challenges: ChallengeSolver, published: ChallengeAnswer[],
+  ): Promise<{ challenge: Challenge; answer: ChallengeAnswer }> {
     const failure = validationFailure(authz);
     if (failure) throw failure;
-    const challenge = authz.challenges.find((c) => c.type === 'http-01');
+    const challenge = authz.challenges.find((c) => c.type === challenges.type);
     if (!challenge) {
-      throw new AcmeOrderInvalidError(undefined, `the CA offers no http-01 challenge for ${authz.identifier.value}`);
+      const wildcard = authz.wildcard ? ' (a wildcard name: only dns-01 can prove it)' : '';
+      throw new AcmeOrderInvalidError(undefined, `the CA offers no ${challenges.type} challenge for ${authz.wildcard ? '*.' : ''}${authz.identifier.value}${wildcard}`);
     }
     const keyAuthorization = await this.client.getChallengeKeyAuthorization(challenge as never);
-    await challenges.publish(challenge.token, keyAuthorization);
-    published.push(challenge.token);
-    // A resumed order may have been answered before the crash: the CA only needs the token served again.
+    const answer: ChallengeAnswer = {
+      identifier: authz.identifier.value, wildcard: authz.wildcard === true, token: challenge.token, keyAuthorization,
+    };
+    // Listed before it goes out, so a half-done present (an update sent, its reply lost) is cleaned up too.
+    published.push(answer);
+    await challenges.present(answer);
+    return { challenge, answer };
+  }
+
+  /**
+   * Our side failed before the CA was asked to validate (a refused DNS
+   * update, records that never showed): deactivates the order's open
+   * authorizations (RFC 8555 §7.5.2), so the CA holds nothing pending on our
+   * account for them (Let's Encrypt limits pending authorizations). Not on
+   * shutdown: a resumed order carries on with them. Returns the error to throw.
+   */
+  private async giveUpAuthorizations(pending: Authorization[], error: Error, signal: AbortSignal | undefined): Promise<Error> {
+    if (signal?.aborted || error instanceof AcmeError) return error;
+    const open = pending.filter((a) => a.status === 'pending');
+    const results = await Promise.allSettled(open.map((authz) => this.client.deactivateAuthorization(authz as never)));
+    const deactivated = results.filter((r) => r.status === 'fulfilled').length;
+    this.opts.log.info({ names: open.map((a) => a.identifier.value), deactivated, of: open.length }, 'order given up before validation; its authorizations deactivated');
+    return error;
+  }
+
+  /** Tells the CA to validate a presented challenge; returns its token. */
+  private async complete(authz: Authorization, challenge: Challenge): Promise<string> {
+    // A resumed order may have been answered before the crash: the CA only needs the answer presented again.
     if (challenge.status !== 'pending') return challenge.token;
     try {
-      await this.client.completeChallenge(challenge as never);
+      await asAction('accept_challenge', () => this.client.completeChallenge(challenge as never));
     } catch (err) {
       // An answer the CA took but whose reply was lost is refused when sent
       // again (Pebble: malformed, "only status pending"); go on if it took.
@@ -428,7 +524,7 @@ export class AcmeEngine {
     let resp;
     for (let sent = 1; ; sent++) {
       try {
-        resp = await this.internals.api.apiRequest(order.finalize, { csr: csr.toString('base64url') }, [200]);
+        resp = await asAction('finalize_order', () => this.internals.api.apiRequest(order.finalize, { csr: csr.toString('base64url') }, [200]));
         break;
       } catch (err) {
         if (!(err instanceof AcmeProblemError && err.problemType === 'orderNotReady')) throw err;
@@ -451,12 +547,12 @@ export class AcmeEngine {
   }
 
   private async fetchOrder(url: string): Promise<Order> {
-    const resp = await this.internals.api.apiRequest(url, null, [200]);
+    const resp = await asAction('get_order', () => this.internals.api.apiRequest(url, null, [200]));
     return { ...resp.data, url } as Order;
   }
 
   private async fetchAuthorization(url: string): Promise<Authorization> {
-    const resp = await this.internals.api.apiRequest(url, null, [200]);
+    const resp = await asAction('get_authorization', () => this.internals.api.apiRequest(url, null, [200]));
     return { ...resp.data, url } as Authorization;
   }
 
@@ -465,7 +561,7 @@ export class AcmeEngine {
     order: Order, wanted: string[], signal: AbortSignal | undefined, initialWait?: () => Promise<void>,
   ): Promise<Order> {
     return pollUntil(async () => {
-      const resp = await this.internals.api.apiRequest(order.url, null, [200]);
+      const resp = await asAction('get_order', () => this.internals.api.apiRequest(order.url, null, [200]));
       const current = { ...resp.data, url: order.url } as Order;
       return { value: current, retryAfterMs: parseRetryAfter(resp.headers['retry-after']) };
     }, (o) => wanted.includes(o.status) || o.status === 'invalid', { what: `order ${order.url}`, ...this.opts.poll, initialWait, signal });
@@ -484,7 +580,7 @@ export class AcmeEngine {
   /** Finds the failed challenge behind an invalid order, so the error says why. */
   private async explainInvalid(order: Order): Promise<AcmeError> {
     try {
-      const authzs = await this.client.getAuthorizations(order as never) as unknown as Authorization[];
+      const authzs = await asAction('get_authorization', () => this.client.getAuthorizations(order as never)) as unknown as Authorization[];
       for (const authz of authzs) {
         const failure = validationFailure(authz);
         if (failure?.problem) return failure;

@@ -6,12 +6,37 @@
  * itself from each response.
  */
 
+import { AcmedError } from '../errors.js';
+
 const PROBLEM_PREFIX = 'urn:ietf:params:acme:error:';
 
-export class AcmeError extends Error {
-  readonly code: string = 'ACME_ERROR';
+export class AcmeError extends AcmedError {
+  override readonly code: string = 'ACME_ERROR';
   /** How long the CA asked us to wait before trying again, if it said. */
   retryAfterMs?: number;
+
+  /** To an admin caller: the CA's rate limit is 429, any other CA failure 502 (a bad gateway, from the caller's side). */
+  override get status(): number {
+    return this.kind === 'rateLimited' ? 429 : 502;
+  }
+
+  override get kind(): string {
+    return errorKind(this);
+  }
+
+  override apiBody(): Record<string, unknown> {
+    const problem = (this as { problem?: AcmeProblem }).problem;
+    return {
+      message: `ACME order failed: ${this.message}`,
+      kind: this.kind,
+      ...(problem ? { problem } : {}),
+      ...(this.retryAfterMs !== undefined ? { retry_after: Math.ceil(this.retryAfterMs / 1000) } : {}),
+    };
+  }
+
+  override headers(): Record<string, string> {
+    return this.retryAfterMs !== undefined ? { 'retry-after': String(Math.ceil(this.retryAfterMs / 1000)) } : {};
+  }
 }
 
 export interface AcmeProblem {
@@ -122,7 +147,9 @@ export function describeProblem(problem: AcmeProblem, httpStatus?: number): stri
 export function errorKind(err: unknown): string {
   if (err instanceof AcmeProblemError || err instanceof AcmeOrderInvalidError) return err.problemType;
   if (err instanceof AcmeError) return err.code.toLowerCase().replace('acme_', '');
-  return 'internal';
+  // Errors of acmed's own that name their kind (a failed http-01 preflight: 'preflight').
+  const kind = (err as { kind?: unknown } | null)?.kind;
+  return typeof kind === 'string' ? kind : 'internal';
 }
 
 /** Parses Retry-After (delta seconds or HTTP date) into milliseconds from now. */
@@ -135,4 +162,20 @@ export function parseRetryAfter(header: string | string[] | undefined, now = Dat
   if (!/^(Mon|Tue|Wed|Thu|Fri|Sat|Sun)/i.test(value.trim())) return undefined;
   const at = Date.parse(value);
   return Number.isNaN(at) ? undefined : Math.max(0, at - now);
+}
+
+/** The config asks for an ACME profile the CA's directory does not list: refused before any order. */
+export class ProfileNotOfferedError extends AcmedError {
+  override readonly code = 'PROFILE_NOT_OFFERED';
+  constructor(readonly profile: string, readonly directoryUrl: string, readonly offered: string[]) {
+    super(`the CA at ${directoryUrl} offers no profile ${JSON.stringify(profile)} (it lists: ${offered.length > 0 ? offered.join(', ') : 'none'}); fix "profile" in the config`);
+  }
+
+  override get status(): number {
+    return 422;
+  }
+
+  override get kind(): string {
+    return 'profile';
+  }
 }

@@ -12,6 +12,7 @@ import https from 'node:https';
 import { createSecureContext, rootCertificates } from 'node:tls';
 import { AcmeNetworkError, AcmeProblemError, parseRetryAfter, type AcmeProblem } from './errors.js';
 import type { NoncePool } from './nonce-pool.js';
+import { currentAction, type AcmeRequestSample } from './request-action.js';
 
 /** The response shape acme-client reads (a subset of axios's). */
 export interface TransportResponse {
@@ -26,6 +27,8 @@ export interface TransportOptions {
   timeoutMs?: number;
   userAgent?: string;
   nonces: NoncePool;
+  /** Called once per request when it is answered or fails (metrics). */
+  observe?: (sample: AcmeRequestSample) => void;
 }
 
 export interface TransportRequestOptions {
@@ -53,7 +56,7 @@ export class Transport {
 
   /** acme-client's HttpClient.request signature, plus a signal that ends the request (rejecting with its reason). */
   request = async (url: string, method: string, opts: TransportRequestOptions = {}): Promise<TransportResponse> => {
-    const resp = await this.send(url, method.toUpperCase(), opts.data, opts.signal);
+    const resp = await this.observed(url, method.toUpperCase(), opts);
     const problem = resp.status >= 400 ? toProblem(resp) : undefined;
     // acme-client resends a badNonce request itself with the nonce from this
     // response, so that nonce must not also go into the pool.
@@ -63,6 +66,26 @@ export class Transport {
     }
     return resp;
   };
+
+  /** send(), timed and reported to `observe` with the step it belongs to. */
+  private async observed(url: string, method: string, opts: TransportRequestOptions): Promise<TransportResponse> {
+    const observe = this.opts.observe;
+    if (!observe) return this.send(url, method, opts.data, opts.signal);
+    const action = currentAction();
+    const started = performance.now();
+    let status = 'error';
+    try {
+      const resp = await this.send(url, method, opts.data, opts.signal);
+      status = String(resp.status);
+      return resp;
+    } finally {
+      try {
+        observe({ action, method, status, seconds: (performance.now() - started) / 1000 });
+      } catch {
+        // Counting a request must never fail it.
+      }
+    }
+  }
 
   close(): void {
     this.httpsAgent.destroy();

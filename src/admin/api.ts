@@ -5,83 +5,82 @@
  */
 import { once } from 'node:events';
 import type http from 'node:http';
-import { AcmeError, AcmeProblemError, errorKind } from '../acme/errors.js';
-import { InvalidHostnameError } from '../hostname.js';
 import type { Logger } from '../log.js';
-import { AccountUnavailableError, BackedOffError, CertificateHeldError, ShuttingDownError, type IssueOutcome } from '../daemon/issuer.js';
-import { CaUnavailableError, type CaState } from '../renewal/ca-backoff.js';
+import type { IssueOutcome } from '../daemon/issuer.js';
+import type { CaState } from '../renewal/ca-backoff.js';
 import type { PassResult } from '../renewal/renewer.js';
+import { AcmedError } from '../errors.js';
 import { isStoreFault } from '../storage/errors.js';
-import { LockLostError, LockTimeoutError } from '../storage/lock.js';
-import { HostNotAllowedError } from '../config/managed.js';
+import { PreflightFailedError, type PreflightResult } from '../challenge/preflight.js';
 import type { ListPage, ListQuery } from '../daemon/listing.js';
 import { HttpError, readBody, sendJson, truthy } from './http-util.js';
 import { parseListQuery } from './list-query.js';
+import { toWireOutcome, toWirePass, type CertificateStatus, type DaemonSummary, type HealthReport } from './wire.js';
+import type { JobProgress as IssueStep } from '../renewal/job.js';
+import type { AdminHandler } from './server.js';
 
 /** Rows built at a time when the whole list is asked for. */
 const STREAM_PAGE = 1_000;
+const NDJSON = 'application/x-ndjson';
 const ROWS_PER_WRITE = 100;
 
-export interface CertificateStatus {
-  host: string;
-  names: string[];
-  /** renewing: an order runs now; failed: the last attempt failed (see last_error, backoff_until). */
-  status: 'valid' | 'expired' | 'missing' | 'renewing' | 'failed';
-  not_before: string | null;
-  not_after: string | null;
-  valid: boolean;
-  serial_number: string | null;
-  issuer_cn: string | null;
-  location: string;
-  managed: boolean;
-  /** When the scheduler renews it, from the index; null only while there is no certificate. */
-  renew_at: string | null;
-  /** The rule that set renew_at: ari, threshold, lifetime-fraction, nearly-expired, expired. */
-  renew_reason: string | null;
-  failures: number;
-  last_error: string | null;
-  backoff_until: string | null;
-  /** An order placed and not finished (resumed after a restart). */
-  pending_order: string | null;
-}
-
-export interface HealthReport {
-  ok: boolean;
-  checks: Record<string, { ok: boolean } & Record<string, unknown>>;
-}
+export type { CertificateStatus, HealthReport } from './wire.js';
 
 export interface AdminBackend {
-  issue(host: string, force: boolean): Promise<IssueOutcome>;
-  renew(opts: { only?: string; force?: boolean }): Promise<PassResult>;
+  /** onStep hears the job's steps as they start (`acmed issue` on a terminal). */
+  issue(host: string, force: boolean, onStep?: (step: IssueStep) => void): Promise<IssueOutcome>;
+  /** Kong's test_http_challenge_flow: probes the host's http-01 path; orders nothing. */
+  checkHttpChallenge(host: string): Promise<PreflightResult>;
+  /** `issue`: a host named in `only` that has no certificate yet is ordered rather than refused (NoCertificateError). */
+  renew(opts: { only?: string; force?: boolean; issue?: boolean }): Promise<PassResult>;
   /** Removes a certificate from storage, revoking it at the CA first when asked; null when there is none. */
   remove(host: string, opts: { revoke: boolean; reason: number }): Promise<{ name: string; revoked: boolean } | null>;
   /** One page of rows in host order (all rows when the query has no limit). */
   certificates(query: ListQuery): Promise<ListPage> | ListPage;
   certificate(host: string): Promise<CertificateStatus | null>;
   health(): Promise<HealthReport>;
+  account(action: AccountAction): Promise<unknown>;
+  summary(): Promise<DaemonSummary>;
   /** The exposition in pieces, written as they come (15 MB at 100,000 certificates). */
   metrics(): { contentType: string; chunks: AsyncIterable<string> };
   /** The CA's backoff state, shown beside the certificate list. */
   ca(): CaState;
 }
 
+/** `acmed renew <host>` for a host that has never had a certificate. */
+export class NoCertificateError extends HttpError {
+  constructor(host: string) {
+    super(404, `no certificate for ${host} to renew; "acmed issue ${host}" (or "acmed renew --issue ${host}") orders one`);
+  }
+}
+
+export type AccountAction = { type: 'show' } | { type: 'rollover' } | { type: 'update'; email: string } | { type: 'deactivate' };
+
 type Handler = (req: http.IncomingMessage, res: http.ServerResponse, params: string[], url: URL) => Promise<void>;
 
-export function createAdminHandler(backend: AdminBackend, log: Logger): http.RequestListener {
+export function createAdminHandler(backend: AdminBackend, log: Logger): AdminHandler {
   const routes: { method: string; path: RegExp; handler: Handler }[] = [
     {
       method: 'POST', path: /^\/acme$/, handler: async (req, res) => {
         const body = await readBody(req);
         if (typeof body.host !== 'string' || body.host === '') throw new HttpError(400, 'host is required');
-        // Kong's dry run of the http-01 path: refuse it rather than order a real certificate instead.
+        // Kong's dry run of the http-01 path: a probe token fetched over HTTP, no ACME request.
         if (truthy(body.test_http_challenge_flow)) {
-          throw new HttpError(501, 'test_http_challenge_flow is not supported by acmed yet; no certificate was ordered');
+          const result = await backend.checkHttpChallenge(body.host);
+          // 400 on failure, as Kong answers a failed sanity check.
+          if (!result.ok) throw new HttpError(400, new PreflightFailedError(result).message, { kind: 'preflight_failed', data: result });
+          sendJson(res, 200, { message: result.detail, data: result });
+          return;
         }
-        const outcome = await backend.issue(body.host, truthy(body.force));
-        const message = outcome.issued
+        const message = (outcome: IssueOutcome) => outcome.issued
           ? `certificate for ${outcome.name} is created`
           : `certificate for ${outcome.name} is already valid until ${outcome.notAfter}`;
-        sendJson(res, outcome.issued ? 201 : 200, { message, data: outcome });
+        if (String(req.headers.accept ?? '').includes(NDJSON)) {
+          await streamIssue(res, (onStep) => backend.issue(body.host as string, truthy(body.force), onStep), message);
+          return;
+        }
+        const outcome = await backend.issue(body.host, truthy(body.force));
+        sendJson(res, outcome.issued ? 201 : 200, { message: message(outcome), data: toWireOutcome(outcome) });
       },
     },
     {
@@ -92,12 +91,13 @@ export function createAdminHandler(backend: AdminBackend, log: Logger): http.Req
         const body = await readBody(req);
         const only = typeof body.host === 'string' && body.host !== '' ? body.host : undefined;
         const force = truthy(body.force);
+        const issue = truthy(body.issue);
         if (!truthy(url.searchParams.get('wait'))) {
-          backend.renew({ only, force }).catch((err: Error) => log.error({ err: err.message }, 'background renewal pass failed'));
+          backend.renew({ only, force, issue }).catch((err: Error) => log.error({ err: err.message }, 'background renewal pass failed'));
           sendJson(res, 202, { message: 'renewal of certificates started' });
           return;
         }
-        sendJson(res, 200, { data: await backend.renew({ only, force }) });
+        sendJson(res, 200, { data: toWirePass(await backend.renew({ only, force, issue })) });
       },
     },
     {
@@ -131,8 +131,8 @@ export function createAdminHandler(backend: AdminBackend, log: Logger): http.Req
       method: 'DELETE', path: /^\/acme\/certificates\/([^/]+)$/, handler: async (_req, res, [host], url) => {
         const reason = Number(url.searchParams.get('reason') ?? 0);
         if (![0, 1, 3, 4, 5].includes(reason)) throw new HttpError(400, 'reason must be 0, 1, 3, 4 or 5 (RFC 5280 codes the CA accepts)');
-        const removed = await backend.remove(decodeURIComponent(host), { revoke: truthy(url.searchParams.get('revoke')), reason });
-        if (!removed) throw new HttpError(404, `no certificate for ${decodeURIComponent(host)}`);
+        const removed = await backend.remove(host, { revoke: truthy(url.searchParams.get('revoke')), reason });
+        if (!removed) throw new HttpError(404, `no certificate for ${host}`);
         sendJson(res, 200, {
           message: `certificate ${removed.name} ${removed.revoked ? 'revoked and ' : ''}removed from storage`,
           data: removed,
@@ -151,6 +151,37 @@ export function createAdminHandler(backend: AdminBackend, log: Logger): http.Req
         res.end();
       },
     },
+    // acmed's additions: the ACME account's life cycle (`acmed account …`).
+    {
+      method: 'GET', path: /^\/acme\/account$/, handler: async (_req, res) => {
+        sendJson(res, 200, { data: await backend.account({ type: 'show' }) });
+      },
+    },
+    {
+      method: 'PATCH', path: /^\/acme\/account$/, handler: async (req, res) => {
+        const { email } = await readBody(req);
+        if (typeof email !== 'string' || !/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(email)) throw new HttpError(400, 'email must be an email address');
+        sendJson(res, 200, { message: 'account contact updated; set account_email in the config too', data: await backend.account({ type: 'update', email }) });
+      },
+    },
+    {
+      method: 'POST', path: /^\/acme\/account\/rollover$/, handler: async (_req, res) => {
+        sendJson(res, 200, { message: 'account key rolled over; orders from now on are signed with the new key', data: await backend.account({ type: 'rollover' }) });
+      },
+    },
+    {
+      method: 'POST', path: /^\/acme\/account\/deactivate$/, handler: async (req, res) => {
+        // Irreversible at the CA: the caller must say so in the request itself.
+        if (!truthy((await readBody(req)).confirm)) throw new HttpError(400, 'deactivating the account cannot be undone; send confirm: true');
+        sendJson(res, 200, { message: 'account deactivated; the next order registers a new account with a new key', data: await backend.account({ type: 'deactivate' }) });
+      },
+    },
+    {
+      // acmed's addition: what `acmed status` shows.
+      method: 'GET', path: /^\/acme\/status$/, handler: async (_req, res) => {
+        sendJson(res, 200, { data: await backend.summary() });
+      },
+    },
     {
       method: 'GET', path: /^\/healthz$/, handler: async (_req, res) => {
         const health = await backend.health();
@@ -159,8 +190,14 @@ export function createAdminHandler(backend: AdminBackend, log: Logger): http.Req
     },
   ];
 
-  return (req, res) => {
+  return (req, res, caller) => {
+    const started = Date.now();
     const url = new URL(req.url ?? '/', 'http://admin');
+    // Who did what: every request once, when answered (scrapes and health probes at debug).
+    res.once('finish', () => {
+      const quiet = req.method === 'GET' && (url.pathname === '/metrics' || url.pathname === '/healthz');
+      log[quiet ? 'debug' : 'info']({ caller, method: req.method, path: url.pathname, status: res.statusCode, ms: Date.now() - started }, 'admin request');
+    });
     const match = routes.map((r) => ({ r, m: r.path.exec(url.pathname) })).filter((x) => x.m);
     const route = match.find((x) => x.r.method === req.method);
     if (!route) {
@@ -168,13 +205,45 @@ export function createAdminHandler(backend: AdminBackend, log: Logger): http.Req
       else sendJson(res, 404, { message: 'Not found' });
       return;
     }
-    route.r.handler(req, res, route.m!.slice(1), url).catch((err: unknown) => {
+    Promise.resolve().then(() => route.r.handler(req, res, route.m!.slice(1).map(decodePathSegment), url)).catch((err: unknown) => {
       const { status, body, headers } = toErrorResponse(err);
-      if (status >= 500) log.error({ err: (err as Error).message, path: url.pathname }, 'admin request failed');
+      // Typed failures (an order the CA refused, a store that is down) were logged by whoever raised them; only the unexpected are logged here.
+      if (status === 500) log.error({ err: (err as Error).message, path: url.pathname }, 'admin request failed');
       if (!res.headersSent) sendJson(res, status, body, headers);
       else res.destroy();
     });
   };
+}
+
+/**
+ * `POST /acme` with `Accept: application/x-ndjson`: one JSON line per step as
+ * it starts, then one line with the answer the plain request would have
+ * given (its HTTP status as `status`). The HTTP status is 200: it was sent
+ * before the outcome was known.
+ */
+async function streamIssue(
+  res: http.ServerResponse,
+  issue: (onStep: (step: IssueStep) => void) => Promise<IssueOutcome>,
+  message: (outcome: IssueOutcome) => string,
+): Promise<void> {
+  res.writeHead(200, { 'content-type': NDJSON, 'cache-control': 'no-store' });
+  res.write(`${JSON.stringify({ step: 'queued', elapsed_ms: 0 })}\n`);
+  try {
+    const outcome = await issue((step) => res.write(`${JSON.stringify({ step: step.step, elapsed_ms: step.elapsedMs })}\n`));
+    res.end(`${JSON.stringify({ status: outcome.issued ? 201 : 200, message: message(outcome), data: toWireOutcome(outcome) })}\n`);
+  } catch (err) {
+    const { status, body } = toErrorResponse(err);
+    res.end(`${JSON.stringify({ status, ...body })}\n`);
+  }
+}
+
+/** A path segment as text; a malformed percent-encoding is the client's mistake (400), not a crash (500). */
+function decodePathSegment(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    throw new HttpError(400, `malformed percent-encoding in the path: ${JSON.stringify(segment.slice(0, 100))}`);
+  }
 }
 
 async function streamAllRows(res: http.ServerResponse, backend: AdminBackend, query: ListQuery): Promise<void> {
@@ -205,41 +274,10 @@ async function writeRows(res: http.ServerResponse, rows: CertificateStatus[], fi
   }
 }
 
+/** Every deliberate error says its own status and body (AcmedError); a store's errno is the store's fault; the rest is a bug. */
 function toErrorResponse(err: unknown): { status: number; body: Record<string, unknown>; headers?: Record<string, string> } {
-  if (err instanceof HttpError) return { status: err.status, body: { message: err.message, ...err.extra } };
-  if (err instanceof InvalidHostnameError) return { status: 400, body: { message: err.message } };
-  if (err instanceof HostNotAllowedError) return { status: 403, body: { message: err.message } };
-  if (err instanceof BackedOffError) {
-    const retryAfter = Math.max(1, Math.ceil((Date.parse(err.record.until) - Date.now()) / 1000));
-    return {
-      status: 409,
-      body: { message: err.message, kind: 'backoff', backoff_until: err.record.until, failures: err.record.failures },
-      headers: { 'retry-after': String(retryAfter) },
-    };
-  }
-  if (err instanceof AccountUnavailableError) {
-    const kind = errorKind(err.cause);
-    const body: Record<string, unknown> = { message: `ACME order failed: ${err.message}`, kind };
-    if (err.cause instanceof AcmeProblemError) body.problem = err.cause.problem;
-    return { status: kind === 'rateLimited' ? 429 : 502, body };
-  }
-  if (err instanceof ShuttingDownError) return { status: 503, body: { message: err.message, kind: 'shutting_down' } };
-  if (err instanceof LockTimeoutError || err instanceof LockLostError) return { status: 409, body: { message: err.message, kind: 'locked' } };
-  if (err instanceof CaUnavailableError) {
-    const retryAfter = Math.max(1, Math.ceil((Date.parse(err.state.until ?? '') - Date.now()) / 1000) || 1);
-    return { status: 503, body: { message: err.message, kind: 'ca_unavailable', ca: err.state }, headers: { 'retry-after': String(retryAfter) } };
-  }
-  if (err instanceof CertificateHeldError) return { status: 503, body: { message: err.message, kind: 'store' } };
+  if (err instanceof AcmedError) return { status: err.status, body: err.apiBody(), headers: err.headers() };
   if (isStoreFault(err)) return { status: 503, body: { message: `storage failed: ${(err as Error).message}`, kind: 'store' } };
-  if (err instanceof AcmeError) {
-    const kind = errorKind(err);
-    const retryAfter = err.retryAfterMs !== undefined ? Math.ceil(err.retryAfterMs / 1000) : undefined;
-    const status = kind === 'rateLimited' ? 429 : 502;
-    const body: Record<string, unknown> = { message: `ACME order failed: ${err.message}`, kind };
-    if (err instanceof AcmeProblemError) body.problem = err.problem;
-    if (retryAfter !== undefined) body.retry_after = retryAfter;
-    return { status, body, headers: retryAfter !== undefined ? { 'retry-after': String(retryAfter) } : undefined };
-  }
   const code = (err as { code?: string }).code;
   return { status: 500, body: { message: (err as Error).message ?? 'internal error', ...(code ? { kind: code } : {}) } };
 }

@@ -1,11 +1,22 @@
 /** Small request/response helpers shared by the admin API routes. */
 import type http from 'node:http';
+import { AcmedError } from '../errors.js';
 
 const MAX_BODY_BYTES = 64 * 1024;
 
-export class HttpError extends Error {
-  constructor(readonly status: number, message: string, readonly extra: Record<string, unknown> = {}) {
+/** An error of the request itself (bad parameter, body too large), with its status. */
+export class HttpError extends AcmedError {
+  override readonly code = 'BAD_REQUEST';
+  constructor(private readonly httpStatus: number, message: string, readonly extra: Record<string, unknown> = {}) {
     super(message);
+  }
+
+  override get status(): number {
+    return this.httpStatus;
+  }
+
+  override apiBody(): Record<string, unknown> {
+    return { ...super.apiBody(), ...this.extra };
   }
 }
 

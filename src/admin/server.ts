@@ -8,17 +8,31 @@ import http from 'node:http';
 import net from 'node:net';
 import { dirname } from 'node:path';
 
+/** An admin request handler that is told who the caller is ("socket", "token", "cert:<identity>"). */
+export type AdminHandler = (req: http.IncomingMessage, res: http.ServerResponse, caller: string) => void;
+
+/**
+ * Limits for both admin listeners: the headers within 10 s and the whole
+ * request (body included) within 15 s, so a slow client cannot hold a
+ * connection; the answer to a synchronous `acmed issue` may take longer.
+ */
+export const SERVER_LIMITS: http.ServerOptions = {
+  headersTimeout: 10_000, requestTimeout: 15_000, maxHeaderSize: 16 * 1024,
+  // Node checks those timeouts every 30 s by default: a slow client would outlive them by that much.
+  connectionsCheckingInterval: 1_000,
+};
+
 export class SocketInUseError extends Error {
   readonly code = 'ADMIN_SOCKET_IN_USE';
 }
 
-export async function listenAdminSocket(socketPath: string, handler: http.RequestListener): Promise<http.Server> {
+export async function listenAdminSocket(socketPath: string, handler: AdminHandler): Promise<http.Server> {
   await mkdir(dirname(socketPath), { recursive: true, mode: 0o700 });
   if (await socketAnswers(socketPath)) {
     throw new SocketInUseError(`another acmed is already listening on ${socketPath}`);
   }
   await unlink(socketPath).catch(() => {});
-  const server = http.createServer({ headersTimeout: 10_000, requestTimeout: 0 }, handler);
+  const server = http.createServer(SERVER_LIMITS, (req, res) => handler(req, res, 'socket'));
   // The umask makes the socket 0600 from the moment it exists, with no chmod window.
   const previous = process.umask(0o177);
   try {

@@ -1,7 +1,7 @@
 /**
- * What an order needs from the challenge side: a place to make key
- * authorizations visible while the CA validates. The http-01 token store
- * implements it; the ACME engine only sees this interface.
+ * The http-01 side of an order: a place to make key authorizations visible
+ * while the CA validates. The token store implements it, and the
+ * ChallengeSolver interface (solver.ts) the ACME engine uses on top of it.
  */
 export interface ChallengePublisher {
   publish(token: string, keyAuthorization: string): Promise<void>;

@@ -18,6 +18,7 @@
  */
 import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { isValidHostname } from '../hostname.js';
 import type { Logger } from '../log.js';
 import type { ChallengeTokens } from './tokens.js';
 
@@ -33,6 +34,10 @@ export interface ChallengeServerOptions {
   requestTimeoutMs?: number;
   /** false: every request goes through Node's HTTP server (tests compare both paths). */
   fastPath?: boolean;
+  /** challenge.redirect_https, read per request: 301 to https for what is not a challenge, instead of 404. */
+  redirectHttps?: () => boolean;
+  /** Told the Host header of each request that is not a challenge (on-demand issuance); must not block or throw. */
+  onOther?: (host: string | undefined) => void;
 }
 
 interface Listener {
@@ -200,7 +205,7 @@ export class ChallengeServer {
     const url = req.url ?? '';
     const method = req.method;
     if ((method !== 'GET' && method !== 'HEAD') || !url.startsWith(PREFIX)) {
-      send(res, 404, NOT_FOUND_HEADERS, NOT_FOUND);
+      this.other(req, res, url);
       return;
     }
     const query = url.indexOf('?', PREFIX.length);
@@ -208,6 +213,23 @@ export class ChallengeServer {
     const found = this.opts.tokens.lookupLocal(token);
     if (found === null) void this.handleShared(req, res, token);
     else this.answer(req, res, found);
+  }
+
+  /** Not a challenge: on-demand hears of it, then 301 to https (challenge.redirect_https) or 404. */
+  private other(req: http.IncomingMessage, res: http.ServerResponse, url: string): void {
+    const host = req.headers.host;
+    try {
+      this.opts.onOther?.(host);
+    } catch (err) {
+      this.opts.log.warn({ err: (err as Error).message }, 'on-demand check failed');
+    }
+    const location = this.opts.redirectHttps?.() ? httpsLocation(host, url) : undefined;
+    if (location === undefined) {
+      send(res, 404, NOT_FOUND_HEADERS, NOT_FOUND);
+      return;
+    }
+    res.writeHead(301, ['location', location, 'content-length', '0', 'cache-control', 'no-store']);
+    res.end();
   }
 
   /** A token this process does not hold, looked up in the shared store. */
@@ -328,6 +350,19 @@ function fastResponse(status: 200 | 404, body: string, head: boolean, close: boo
   hotDate = date;
   hotResponse = Buffer.from(response);
   return hotResponse;
+}
+
+/**
+ * https://<host><path> for a Host header that is a valid host name (its
+ * port dropped: https is 443); undefined for anything else, which gets the
+ * 404, so a forged Host never becomes a redirect to somewhere odd.
+ */
+function httpsLocation(host: string | undefined, url: string): string | undefined {
+  const name = host?.replace(/:\d{1,5}$/, '').toLowerCase().replace(/\.$/, '');
+  if (!name || !isValidHostname(name)) return undefined;
+  // Only origin-form paths of visible ASCII; an absolute-form or odd target redirects to the root.
+  const path = /^\/[\x21-\x7e]*$/.test(url) ? url : '/';
+  return `https://${name}${path}`;
 }
 
 function parseListen(address: string): { host: string; port: number } | { fd: number } {

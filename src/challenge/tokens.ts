@@ -13,6 +13,7 @@ import { keys } from '../storage/keys.js';
 import type { Logger } from '../log.js';
 import type { Storage } from '../storage/storage.js';
 import type { ChallengePublisher } from './publisher.js';
+import type { ChallengeAnswer, ChallengeSolver } from './solver.js';
 
 /** RFC 8555 tokens are base64url; anything else is never looked up. */
 const TOKEN = /^[A-Za-z0-9_-]{16,256}$/;
@@ -23,7 +24,9 @@ export function isValidToken(token: string): boolean {
   return TOKEN.test(token);
 }
 
-export class ChallengeTokens implements ChallengePublisher {
+/** The http-01 solver: an order's answers are tokens this store serves on port 80. */
+export class ChallengeTokens implements ChallengePublisher, ChallengeSolver {
+  readonly type = 'http-01';
   private readonly local = new Map<string, string>();
   /** Emits 'fetched' (token) when this instance serves a token to a validator. */
   private readonly fetches = new EventEmitter().setMaxListeners(0); // one listener per running order, however many run
@@ -38,6 +41,14 @@ export class ChallengeTokens implements ChallengePublisher {
     await this.storage?.set(keys.challenge(token), keyAuthorization, { ttlMs: SHARED_TOKEN_TTL_MS }).catch((err: Error) => {
       this.log?.warn({ err: err.message, shared: this.storage?.shared }, 'challenge token kept in this process only: the store did not take it');
     });
+  }
+
+  present(answer: ChallengeAnswer): Promise<void> {
+    return this.publish(answer.token, answer.keyAuthorization);
+  }
+
+  cleanUp(answer: ChallengeAnswer): Promise<void> {
+    return this.withdraw(answer.token);
   }
 
   async withdraw(token: string): Promise<void> {

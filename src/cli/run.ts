@@ -1,18 +1,24 @@
 /** `acmed run` and `acmed check-config`: the commands that load the config and the daemon. */
 import { ConfigError, loadConfig } from '../config/load.js';
+import { onlineProblems } from '../config/online-checks.js';
+import { readConfigText } from '../config/yaml-source.js';
 import { resolveConfigPath } from '../config/path.js';
 import { Daemon } from '../daemon/daemon.js';
 import { notifySystemd } from '../daemon/systemd.js';
-import { CliError } from './admin-client.js';
+import { CliError } from './errors.js';
 
 /** systemd gives a stop 90 s by default; acmed promises 10. */
 const STOP_DEADLINE_MS = 10_000;
 
-export async function checkConfig(flag?: string): Promise<number> {
+export async function checkConfig(flag?: string, opts: { online?: boolean } = {}): Promise<number> {
   const file = resolveConfigPath(flag);
   try {
-    await loadConfig(file);
-    process.stdout.write(`${file}: ok\n`);
+    const config = await loadConfig(file);
+    if (opts.online) {
+      const problems = await onlineProblems(config, await readConfigText(file), file);
+      if (problems.length > 0) throw new ConfigError(file, problems);
+    }
+    process.stdout.write(`${file}: ok${opts.online ? ' (and the CA agrees)' : ''}\n`);
     return 0;
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
@@ -80,7 +86,7 @@ export async function runDaemon(flag?: string): Promise<void> {
   });
 
   // READY once port 80 and the admin socket listen; the index loads after (100,000 records take seconds).
-  daemon = await Daemon.start({ config, onListening: () => void notifySystemd('--ready', 'STATUS=loading the certificate index') });
+  daemon = await Daemon.start({ config, configPath: file, onListening: () => void notifySystemd('--ready', 'STATUS=loading the certificate index') });
   started();
   if (stopRequested) {
     stop(stopRequested);

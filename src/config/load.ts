@@ -3,67 +3,43 @@
  * schema, comes back as "file:line:col: message" pointing at the offending
  * key or value, so an operator can jump straight to it.
  */
-import { readFile } from 'node:fs/promises';
-import { isMap, isPair, isScalar, LineCounter, parseDocument, type Document, type Node } from 'yaml';
+import { isMap, isPair, isScalar, type Document, type Node } from 'yaml';
 import type { z } from 'zod';
 import { configSchema, type Config } from './schema.js';
+import { knownKeysAt, suggestKey } from './schema-keys.js';
+import { ConfigError, parseYaml, readConfigText } from './yaml-source.js';
 
-export interface ConfigProblem {
-  line: number;
-  col: number;
-  message: string;
-}
-
-export class ConfigError extends Error {
-  readonly code = 'CONFIG_INVALID';
-  constructor(readonly file: string, readonly problems: ConfigProblem[]) {
-    super(problems.map((p) => formatProblem(file, p)).join('\n'));
-  }
-
-  /** One line per problem, as printed by check-config and logged on reload. */
-  lines(): string[] {
-    return this.problems.map((p) => formatProblem(this.file, p));
-  }
-}
-
-/** "file:line:col: message", or "file: message" for a problem with the file as a whole (line 0). */
-function formatProblem(file: string, p: ConfigProblem): string {
-  return p.line > 0 ? `${file}:${p.line}:${p.col}: ${p.message}` : `${file}: ${p.message}`;
-}
+export { ConfigError, type ConfigProblem } from './yaml-source.js';
 
 export async function loadConfig(file: string): Promise<Config> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    const reason = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'file not found' : (err as Error).message;
-    throw new ConfigError(file, [{ line: 0, col: 0, message: `cannot read config: ${reason}` }]);
-  }
-  return parseConfig(text, file);
+  return parseConfig(await readConfigText(file), file);
+}
+
+/** Where a key path's value sits in the config text (for problems found after parsing, e.g. online checks). */
+export function positionOf(text: string, file: string, path: (string | number)[]): { line: number; col: number } {
+  const { doc, at } = parseYaml(text, file);
+  return at(offsetOf(doc, { code: 'custom', path, message: '', input: undefined } as z.core.$ZodIssue));
 }
 
 export function parseConfig(text: string, file = '<config>'): Config {
-  const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
-  const at = (offset: number) => {
-    const { line, col } = lineCounter.linePos(offset);
-    return { line, col };
-  };
-  if (doc.errors.length > 0) {
-    throw new ConfigError(file, doc.errors.map((e) => ({ ...at(e.pos[0]), message: e.message.split('\n')[0] })));
-  }
+  const { doc, at } = parseYaml(text, file);
   const data = doc.toJS() ?? {};
   // reportInput: zod 4 leaves `input` off issues by default, and describe() needs it to tell "missing" from "wrong type".
   const result = configSchema.safeParse(data, { reportInput: true });
   if (result.success) return result.data;
-  const problems = result.error.issues.map((issue) => ({ ...at(offsetOf(doc, issue)), message: describe(issue) }));
+  // One problem per unknown key, each at its own line.
+  const issues = result.error.issues.flatMap((issue) => issue.code === 'unrecognized_keys' && issue.keys.length > 1
+    ? issue.keys.map((key) => ({ ...issue, keys: [key] }))
+    : [issue]);
+  const problems = issues.map((issue) => ({ ...at(offsetOf(doc, issue)), message: describe(issue) }))
+    .sort((x, y) => x.line - y.line || x.col - y.col);
   throw new ConfigError(file, problems);
 }
 
 function describe(issue: z.core.$ZodIssue): string {
   const where = issue.path.length > 0 ? `${issue.path.join('.')}: ` : '';
   if (issue.code === 'unrecognized_keys') {
-    return `${where}unknown key${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}`;
+    return issue.keys.map((key) => `${where}unknown key ${JSON.stringify(key)}${suggestKey(key, knownKeysAt(issue.path))}`).join('; ');
   }
   if (issue.code === 'invalid_type' && issue.input === undefined) return `${where}required`;
   return `${where}${issue.message}`;

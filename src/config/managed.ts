@@ -4,30 +4,57 @@
  * pattern gets a certificate of its own; anything else is refused before any
  * ACME request is made.
  */
-import type { Config } from './schema.js';
+import type { ChallengeType } from '../challenge/solver.js';
+import { AcmedError } from '../errors.js';
+import { storageName, type Config } from './schema.js';
 import { matchesPattern, normalizeHostname } from '../hostname.js';
 
-export class HostNotAllowedError extends Error {
-  readonly code = 'HOST_NOT_ALLOWED';
+export class HostNotAllowedError extends AcmedError {
+  override readonly code = 'HOST_NOT_ALLOWED';
+  override get status(): number {
+    return 403;
+  }
   constructor(readonly host: string) {
     super(`${host} is not in "certificates" and matches no "domains" pattern; refusing to order a certificate for it`);
   }
 }
 
 export interface ManagedCertificate {
-  /** The first name: where the certificate is stored. */
+  /** The first name, without a wildcard's "*.": where the certificate is stored. */
   name: string;
   names: string[];
+  /** How the CA's challenges are answered; unset: challenge.type. */
+  challenge?: ChallengeType;
 }
 
 export function configuredCertificates(config: Config): ManagedCertificate[] {
-  return config.certificates.map((c) => ({ name: c.names[0], names: c.names }));
+  return config.certificates.map((c) => ({ name: storageName(c.names[0]), names: c.names, challenge: challengeOf(config, c) }));
+}
+
+/** A certificate's challenge: its own, else dns-01 for one with a wildcard name, else the global default. */
+function challengeOf(config: Config, cert: Config['certificates'][number]): ChallengeType {
+  if (cert.challenge) return cert.challenge;
+  if (cert.names.some((n) => n.startsWith('*.'))) return 'dns-01';
+  return config.challenge.type;
+}
+
+/** The challenge type an order for cert uses. */
+export function challengeFor(config: Config, cert: ManagedCertificate): ChallengeType {
+  return cert.challenge ?? config.challenge.type;
 }
 
 /** Maps a requested host to the certificate that covers it; throws for hosts acmed must not order. */
 export function certificateForHost(config: Config, rawHost: string): ManagedCertificate {
-  const host = normalizeHostname(rawHost);
-  const configured = configuredCertificates(config).find((c) => c.names.includes(host));
+  // "*.example.com" names a configured wildcard certificate; it never matches `domains` (those allow hosts).
+  const host = normalizeHostname(rawHost, { allowWildcard: true });
+  if (host.startsWith('*.')) {
+    const wildcard = configuredCertificates(config).find((c) => c.names.includes(host));
+    if (wildcard) return wildcard;
+    throw new HostNotAllowedError(host);
+  }
+  // A wildcard certificate is found by the name it is stored under (its base name) too.
+  const configured = configuredCertificates(config).find((c) => c.names.includes(host))
+    ?? configuredCertificates(config).find((c) => c.name === host);
   if (configured) return configured;
   if (config.domains.some((pattern) => matchesPattern(host, pattern))) return { name: host, names: [host] };
   throw new HostNotAllowedError(host);
@@ -41,7 +68,7 @@ function configuredHosts(config: Config): Map<string, ManagedCertificate> {
   if (!byHost) {
     byHost = new Map();
     for (const cert of configuredCertificates(config)) {
-      for (const host of cert.names) if (!byHost.has(host)) byHost.set(host, cert);
+      for (const host of [...cert.names, cert.name]) if (!byHost.has(host)) byHost.set(host, cert);
     }
     configuredByHost.set(config, byHost);
   }

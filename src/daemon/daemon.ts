@@ -18,18 +18,29 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { isDeepStrictEqual } from 'node:util';
 import { AcmeEngine } from '../acme/client.js';
 import { isCaFault } from '../acme/errors.js';
-import { createAdminHandler, type AdminBackend, type HealthReport } from '../admin/api.js';
+import { createAdminHandler, NoCertificateError, type AccountAction, type AdminBackend, type HealthReport } from '../admin/api.js';
 import { createMetrics, type DaemonMetrics } from '../admin/metrics.js';
 import { closeAdminSocket, listenAdminSocket } from '../admin/server.js';
+import { AdminTcpListener } from '../admin/tcp-listener.js';
 import { ChallengeServer } from '../challenge/server.js';
+import { createDns01Solver } from '../challenge/dns-providers.js';
+import type { Dns01Solver } from '../challenge/dns01.js';
+import type { ChallengeSolver } from '../challenge/solver.js';
 import { ChallengeTokens } from '../challenge/tokens.js';
-import { certificateForHost, type ManagedCertificate } from '../config/managed.js';
+import { OnDemand } from '../challenge/on-demand.js';
+import { PreflightFailedError, probeHttpChallenge, type PreflightResult } from '../challenge/preflight.js';
+import { normalizeHostname } from '../hostname.js';
+import { certificateForHost, challengeFor, type ManagedCertificate } from '../config/managed.js';
+import { orderSettings, requestedProfiles } from '../config/order-settings.js';
 import type { Config } from '../config/schema.js';
 import { createLogger, type Logger } from '../log.js';
 import { CaBackoff } from '../renewal/ca-backoff.js';
 import { recordJobEvents } from '../renewal/index-events.js';
 import { CertificateIndex } from '../renewal/index.js';
-import type { IssueOutcome } from '../renewal/job.js';
+import type { IssueOutcome, JobProgress } from '../renewal/job.js';
+import type { DaemonSummary } from '../admin/wire.js';
+import { stateOf } from './status.js';
+import { VERSION } from '../version.js';
 import { Renewer } from '../renewal/renewer.js';
 import { realTimers, type Timers } from '../renewal/due-queue.js';
 import { WorkQueue } from '../renewal/work-queue.js';
@@ -59,6 +70,8 @@ export interface DaemonOptions {
    * index wait for it.
    */
   onListening?: () => void;
+  /** The config file's path, shown by `acmed status` and logged at start. */
+  configPath?: string;
 }
 
 /** Running orders get this long to finish on shutdown before they are abandoned. */
@@ -70,18 +83,26 @@ const OVERDUE_GRACE_MS = 10 * 60_000;
 
 export class Daemon {
   private enginePromise?: Promise<AcmeEngine>;
-  /** The engine once loaded, for metrics. */
+  /** The engine once loaded, for probing the CA. */
   private loadedEngine?: AcmeEngine;
   private readonly metrics: DaemonMetrics;
   private adminServer?: http.Server;
+  /** admin.listen: the API for other machines, behind a token or mutual TLS. */
+  private adminTcp?: AdminTcpListener;
+  private readonly startedAt = Date.now();
+  private configPath?: string;
   private stopped?: Promise<void>;
   private indexLoaded?: Promise<void>;
   private caProbing = false;
   private indexReady = false;
+  /** The dns-01 solver, when the config has a `dns` section. */
+  private dns01?: Dns01Solver;
   readonly renewer: Renewer;
   readonly queue: WorkQueue<IssueOutcome>;
   readonly hooks: DeployHooks;
   readonly issuer: Issuer;
+  /** on_demand: port-80 requests for allowed hosts without a certificate become jobs. */
+  readonly onDemand: OnDemand;
   private readonly listing: CertificateListing;
 
   private constructor(
@@ -97,9 +118,11 @@ export class Daemon {
     timers: Timers | undefined,
   ) {
     this.issuer = new Issuer({
-      engine: () => this.engine(), storage, index, spool, ca, tokens, log, now,
-      keyType: () => ({ keyType: this.current.cert_type, rsaBits: this.current.rsa_key_size }),
+      engine: () => this.engine(), storage, index, spool, ca, log, now,
+      solver: (cert) => this.solverFor(cert),
+      settings: (cert) => orderSettings(this.current, cert.name),
       lockTtlMs: () => this.current.lock_ttl_seconds * 1000,
+      preflight: (cert) => this.preflightBeforeOrder(cert),
     });
     this.queue = new WorkQueue(current.max_concurrent_orders);
     this.renewer = new Renewer({
@@ -122,12 +145,24 @@ export class Daemon {
     this.issuer.on('outcome', (event) => this.renewer.afterJob(event));
     this.metrics = createMetrics({
       issuer: this.issuer, hooks: this.hooks, index, ca,
-      acmeRequests: () => this.loadedEngine?.requestCount,
       challengeStats: () => tokens.stats,
       storageHealth: () => storage.health(),
       queue: this.queue,
       now,
       perCertificate: () => this.current.metrics.per_certificate,
+    });
+    this.onDemand = new OnDemand({
+      config: () => this.current, log, now,
+      standing: (name) => {
+        // Until the index is loaded nothing is known about any host: wait rather than order what may exist.
+        if (!this.indexReady) return 'loading';
+        if (this.queue.has(name)) return 'pending';
+        const record = index.get(name);
+        if (record?.backoff && Date.parse(record.backoff.until) > now()) return 'backed_off';
+        return record?.notAfter ? 'has_certificate' : 'none';
+      },
+      submit: (cert) => this.submit(cert),
+      observe: (result) => this.metrics.observeOnDemand(result),
     });
     storage.on('up', () => void this.storageBack());
     ca.on('up', () => log.info('the CA answers again; orders resume'));
@@ -147,8 +182,20 @@ export class Daemon {
     const index = new CertificateIndex({ storage, log, now, policy: () => ({ renewThresholdDays: daemon.config.renew_threshold_days }) });
     const ca = new CaBackoff({ now });
     const tokens = new ChallengeTokens(storage, log);
-    const challengeServer = new ChallengeServer({ tokens, log });
+    const challengeServer = new ChallengeServer({
+      tokens, log,
+      redirectHttps: () => daemon.config.challenge.redirect_https,
+      onOther: (host) => daemon.onDemand.notice(host),
+    });
     const daemon: Daemon = new Daemon(config, log, storage, index, spool, ca, tokens, challengeServer, now, opts.timers);
+    try {
+      if (config.dns) daemon.dns01 = await createDns01Solver(config.dns, storage, log);
+    } catch (err) {
+      await daemon.stop();
+      throw err;
+    }
+    // Before any order runs: a crashed run's TXT records go, and a resumed order writes its own again.
+    await daemon.cleanDnsLeftovers();
     // Before port 80 opens: the CA may be validating an order this daemon's previous run was killed in.
     const restored = await tokens.restore().catch((err: Error) => {
       log.warn({ err: err.message }, 'cannot restore the challenge tokens of interrupted orders');
@@ -158,11 +205,16 @@ export class Daemon {
     try {
       await challengeServer.listen(daemon.listenAddresses(config));
       daemon.adminServer = await listenAdminSocket(config.admin.socket, createAdminHandler(daemon.adminBackend(), log));
+      if (config.admin.listen) daemon.adminTcp = await AdminTcpListener.open(config.admin, createAdminHandler(daemon.adminBackend(), log), log);
     } catch (err) {
       await daemon.stop();
       throw err;
     }
-    log.info({ challenge: challengeServer.boundAddresses(), admin: config.admin.socket, storage: storage.kind }, 'acmed started');
+    daemon.configPath = opts.configPath;
+    log.info({
+      version: VERSION, config: opts.configPath ?? null, ca: config.api_uri, challenge: challengeServer.boundAddresses(),
+      admin: config.admin.socket, admin_listen: config.admin.listen, storage: storage.kind,
+    }, 'acmed started');
     opts.onListening?.();
     // Load the account now, so the first order does not pay for it.
     void daemon.engine().catch(() => {});
@@ -227,6 +279,7 @@ export class Daemon {
       const { records } = await this.index.load();
       this.indexReady = true;
       this.log.info({ records, held: this.spool.held().length, ms: this.now() - started }, 'certificate index loaded');
+      this.onDemand.indexLoaded();
     } catch (err) {
       this.log.error({ err: (err as Error).message }, 'cannot load the certificate index; planning from the config until the store answers');
     }
@@ -256,11 +309,13 @@ export class Daemon {
         preferredChain: config.preferred_chain,
         storage: this.storage,
         log: this.log,
+        observeRequest: (sample) => this.metrics.observeAcmeRequest(sample),
       }))();
       this.enginePromise = attempt;
       attempt.then((engine) => {
         this.loadedEngine = engine;
         this.ca.success();
+        void this.checkProfiles(engine, config);
       }, (err: Error) => {
         this.log.error({ err: err.message, api_uri: config.api_uri }, 'cannot load the ACME account; will retry on the next order');
         if (isCaFault(err)) this.ca.fault(err);
@@ -268,6 +323,50 @@ export class Daemon {
       });
     }
     return this.enginePromise;
+  }
+
+  /**
+   * A profile the CA does not list is said at start (as soon as the CA's
+   * directory is read), not found by a failed order at 3 a.m.; orders of
+   * those certificates are refused before any ACME request.
+   */
+  private async checkProfiles(engine: AcmeEngine, config: Config): Promise<void> {
+    const wanted = requestedProfiles(config);
+    if (wanted.length === 0) return;
+    const offered = await engine.offeredProfiles().catch(() => null);
+    if (!offered) return;
+    for (const { profile, path } of wanted) {
+      if (!offered.includes(profile)) {
+        this.log.error({ profile, config_key: path.join('.'), offered, ca: config.api_uri }, 'the CA does not offer this profile; its certificates will not be ordered until the config is fixed');
+      }
+    }
+  }
+
+  /** Running orders keep the engine they started with; new ones get a new one (new config, new account key). */
+  private replaceEngine(): void {
+    const old = this.enginePromise;
+    this.enginePromise = undefined;
+    this.loadedEngine = undefined;
+    void old?.then((engine) => this.queue.drain().then(() => engine.close()), () => {});
+  }
+
+  /** `acmed account …`: the account's life cycle; a new key or a deactivated account means a new engine. */
+  async account(action: AccountAction): Promise<unknown> {
+    const lifecycle = (await this.engine()).accountLifecycle();
+    switch (action.type) {
+      case 'show': return lifecycle.details();
+      case 'update': return lifecycle.updateEmail(action.email);
+      case 'rollover': {
+        const result = await lifecycle.rollover();
+        this.replaceEngine();
+        return result;
+      }
+      case 'deactivate': {
+        const result = await lifecycle.deactivate();
+        this.replaceEngine();
+        return result;
+      }
+    }
   }
 
   /**
@@ -302,6 +401,28 @@ export class Daemon {
     }
   }
 
+  /** The solver an order for cert answers its challenges with. */
+  private solverFor(cert: ManagedCertificate): ChallengeSolver {
+    if (challengeFor(this.current, cert) === 'http-01') return this.tokens;
+    if (!this.dns01) throw new Error(`${cert.name} needs dns-01, and the config has no "dns" section`);
+    return this.dns01;
+  }
+
+  /**
+   * Removes the dns-01 records this instance's earlier run left, through the
+   * provider configured now. Without a `dns` section the entries stay in
+   * storage until one is configured again.
+   */
+  private async cleanDnsLeftovers(): Promise<void> {
+    if (!this.dns01) return;
+    try {
+      const removed = await this.dns01.cleanLeftovers();
+      if (removed > 0) this.log.info({ records: removed }, 'removed dns-01 records an earlier run left');
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'cannot remove the dns-01 records an earlier run left; trying again at the next start');
+    }
+  }
+
   /** Hands a job to the work queue: the one way any caller gets a certificate issued. */
   submit(cert: ManagedCertificate, force = false): Promise<IssueOutcome> {
     if (this.issuer.stopping) return Promise.reject(new ShuttingDownError());
@@ -309,10 +430,48 @@ export class Daemon {
   }
 
   /** A job for a host, waiting for its result and its deploy hook (acmed issue, POST /acme). */
-  async issue(host: string, force = false): Promise<IssueOutcome> {
-    const outcome = await this.submit(certificateForHost(this.current, host), force);
+  async issue(host: string, force = false, onStep?: (step: JobProgress) => void): Promise<IssueOutcome> {
+    const cert = certificateForHost(this.current, host);
+    const listener = (step: JobProgress) => {
+      if (step.name === cert.name) onStep?.(step);
+    };
+    if (onStep) this.issuer.on('progress', listener);
+    try {
+      return await this.issueAndDeploy(cert, force);
+    } finally {
+      this.issuer.off('progress', listener);
+    }
+  }
+
+  private async issueAndDeploy(cert: ManagedCertificate, force: boolean): Promise<IssueOutcome> {
+    const outcome = await this.submit(cert, force);
+    if (outcome.issued && this.current.deploy_hook) this.issuer.emit('progress', { name: outcome.name, step: 'deploy hook', elapsedMs: outcome.durationMs });
     const hook = await this.hooks.resultOf(outcome);
     return hook ? { ...outcome, deployHook: { ok: hook.ok, exitCode: hook.exitCode, timedOut: hook.timedOut, output: hook.output } } : outcome;
+  }
+
+  /**
+   * Kong's test_http_challenge_flow and `acmed issue --check-only`: probes
+   * the host's http-01 path with a random token. Only a host acmed would
+   * order for is probed (an invalid or unlisted one is refused first), so
+   * the probe cannot be aimed at arbitrary names.
+   */
+  async checkHttpChallenge(host: string): Promise<PreflightResult> {
+    certificateForHost(this.current, host);
+    return probeHttpChallenge(normalizeHostname(host), this.preflightOptions());
+  }
+
+  /** preflight_check: every name of the certificate must reach acmed, or no order is placed. */
+  private async preflightBeforeOrder(cert: ManagedCertificate): Promise<void> {
+    if (!this.current.preflight_check) return;
+    const results = await Promise.all(cert.names.map((name) => probeHttpChallenge(name, this.preflightOptions())));
+    const failed = results.find((r) => !r.ok);
+    if (failed) throw new PreflightFailedError(failed);
+    this.log.debug({ cert: cert.name, ms: Math.max(...results.map((r) => r.ms)) }, 'http-01 preflight passed');
+  }
+
+  private preflightOptions() {
+    return { tokens: this.tokens, port: this.current.preflight_port, resolver: this.current.preflight_resolver };
   }
 
   /**
@@ -327,6 +486,9 @@ export class Daemon {
     if (storageChanged.length > 0) {
       this.log.warn({ keys: storageChanged }, 'storage settings changed; they take effect on restart');
     }
+    // First, so a TSIG secret file that cannot be read refuses the whole reload.
+    const dnsChanged = !isDeepStrictEqual(previous.dns, next.dns);
+    const dns01 = dnsChanged && next.dns ? await createDns01Solver(next.dns, this.storage, this.log) : this.dns01;
     const applied: Config = {
       ...next, storage: previous.storage, storage_config: previous.storage_config, haproxy_pem: previous.haproxy_pem,
       spool_dir: previous.spool_dir, min_free_mb: previous.min_free_mb,
@@ -334,13 +496,7 @@ export class Daemon {
     this.current = applied;
     this.log.level = applied.log_level;
 
-    if (ENGINE_KEYS.some((k) => !isDeepStrictEqual(previous[k], applied[k]))) {
-      // Running orders keep the engine they started with; new ones get a new one.
-      const old = this.enginePromise;
-      this.enginePromise = undefined;
-      this.loadedEngine = undefined;
-      void old?.then((engine) => this.queue.drain().then(() => engine.close()), () => {});
-    }
+    if (ENGINE_KEYS.some((k) => !isDeepStrictEqual(previous[k], applied[k]))) this.replaceEngine();
     if (!isDeepStrictEqual(this.listenAddresses(previous), this.listenAddresses(applied))) {
       await this.challengeServer.listen(this.listenAddresses(applied));
     }
@@ -349,11 +505,23 @@ export class Daemon {
       this.adminServer = await listenAdminSocket(applied.admin.socket, createAdminHandler(this.adminBackend(), this.log));
       if (old) await closeAdminSocket(old, previous.admin.socket);
     }
+    // Running orders keep the solver they started with (and clean up through it); new ones get the new one.
+    if (dnsChanged) this.dns01 = next.dns ? dns01 : undefined;
+    await this.reloadAdminTcp(applied);
     this.queue.resize(applied.max_concurrent_orders);
     this.listing.invalidate(); // `certificates` may have changed
     if (previous.renew_threshold_days !== applied.renew_threshold_days) await this.index.replan().catch(() => {});
     await this.renewer.start();
     this.log.info({ certificates: applied.certificates.length, challenge: this.challengeServer.boundAddresses() }, 'config reloaded');
+  }
+
+  /** Credentials are read again on every reload, so a rotated token or certificate takes effect. */
+  private async reloadAdminTcp(applied: Config): Promise<void> {
+    const kept = applied.admin.listen && this.adminTcp ? await this.adminTcp.reload(applied.admin) : null;
+    if (kept) return;
+    // Closed first: the new listener may want the same port.
+    await this.adminTcp?.close();
+    this.adminTcp = applied.admin.listen ? await AdminTcpListener.open(applied.admin, createAdminHandler(this.adminBackend(), this.log), this.log) : undefined;
   }
 
   /** Stops taking work, lets running orders finish (abandoning them after a grace period), closes everything. */
@@ -362,7 +530,10 @@ export class Daemon {
       this.issuer.stopAccepting();
       this.queue.cancelWaiting(() => new ShuttingDownError());
       // No new admin connections; the ones waiting on an order get their answer below.
-      const adminClosed = this.adminServer ? closeAdminSocket(this.adminServer, this.current.admin.socket) : Promise.resolve();
+      const adminClosed = Promise.all([
+        this.adminServer ? closeAdminSocket(this.adminServer, this.current.admin.socket) : undefined,
+        this.adminTcp?.close(),
+      ]);
       await this.indexLoaded?.catch(() => {});
       await this.renewer.stop();
       const drained = await Promise.race([
@@ -409,10 +580,16 @@ export class Daemon {
     // Admin calls that read the index wait for its load (a second or two at 100,000 certificates).
     const loaded = () => this.indexLoaded?.catch(() => {});
     return {
-      issue: (host, force) => this.issue(host, force),
+      issue: (host, force, onStep) => this.issue(host, force, onStep),
+      checkHttpChallenge: (host) => this.checkHttpChallenge(host),
       renew: async (opts) => {
         await loaded();
-        return this.renewer.pass(opts);
+        if (opts.only && !opts.issue) {
+          // "renew" of a name that never had a certificate is a typo more often than a wish: say so.
+          const cert = certificateForHost(this.current, opts.only);
+          if (!this.index.get(cert.name)?.notAfter) throw new NoCertificateError(opts.only);
+        }
+        return this.renewer.pass({ only: opts.only, force: opts.force });
       },
       remove: async (host, opts) => {
         await loaded();
@@ -427,6 +604,11 @@ export class Daemon {
         return this.listing.find(host);
       },
       health: () => this.health(),
+      account: (action) => this.account(action),
+      summary: async () => {
+        await loaded();
+        return this.summary();
+      },
       metrics: () => ({ contentType: this.metrics.contentType, chunks: this.metrics.chunks() }),
       ca: () => this.ca.state(),
     };
@@ -479,6 +661,28 @@ export class Daemon {
           overdue, queued: this.queue.pending.length, running: this.queue.running.length,
         },
       },
+    };
+  }
+
+  /** `acmed status`: the daemon at a glance. */
+  async summary(): Promise<DaemonSummary> {
+    const store = await this.storage.probe();
+    const ca = this.ca.state();
+    const nowMs = this.now();
+    const running = new Set(this.queue.running);
+    const byStatus: Record<string, number> = { valid: 0, expired: 0, missing: 0, renewing: 0, failed: 0 };
+    for (const record of this.index.all()) byStatus[stateOf(record, nowMs, running)]++;
+    const next = this.renewer.due.next();
+    return {
+      version: VERSION,
+      started_at: new Date(this.startedAt).toISOString(),
+      uptime_seconds: Math.round((Date.now() - this.startedAt) / 1000),
+      config: this.configPath ?? null,
+      ca: { url: this.current.api_uri, up: ca.up, until: ca.until, last_error: ca.lastError },
+      storage: { kind: this.storage.kind, up: store.up && store.writable },
+      certificates: { total: this.index.size, by_status: byStatus },
+      next_renewal: next ? { name: next.name, at: next.at.toISOString() } : null,
+      running_orders: this.queue.running.length,
     };
   }
 

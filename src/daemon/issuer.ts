@@ -12,12 +12,15 @@
  * it goes to the spool and the next job for that name stores it without a
  * new order.
  */
+import { createPrivateKey } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { AcmeEngine, IssuedCertificate, PendingOrder } from '../acme/client.js';
-import { errorKind, isCaFault, AcmeError, type AcmeProblemError } from '../acme/errors.js';
-import type { ChallengePublisher } from '../challenge/publisher.js';
+import { errorKind, isCaFault, AcmeError, AcmeProblemError, ProfileNotOfferedError } from '../acme/errors.js';
+import { AcmedError, retryAfterSeconds } from '../errors.js';
+import type { ChallengeSolver } from '../challenge/solver.js';
 import type { ManagedCertificate } from '../config/managed.js';
-import type { FailureBlame, IssueJob, IssueOutcome, JobEvent } from '../renewal/job.js';
+import type { OrderSettings } from '../config/order-settings.js';
+import type { FailureBlame, IssueJob, IssueOutcome, JobEvent, JobProgress } from '../renewal/job.js';
 import type { Logger } from '../log.js';
 import { isBackedOff, type BackoffRecord } from '../renewal/backoff.js';
 import type { CaBackoff } from '../renewal/ca-backoff.js';
@@ -31,24 +34,58 @@ import type { CertificateBundle, Storage } from '../storage/storage.js';
 
 export type { IssueOutcome } from '../renewal/job.js';
 
-export class BackedOffError extends Error {
-  readonly code = 'BACKED_OFF';
+export class BackedOffError extends AcmedError {
+  override readonly code = 'BACKED_OFF';
+  override get status(): number {
+    return 409;
+  }
   constructor(readonly name: string, readonly record: BackoffRecord) {
     super(`${name} is in failure backoff after ${record.failures} failed attempt${record.failures > 1 ? 's' : ''} `
       + `(last: ${record.lastError}); next try after ${record.until}; use --force to try now`);
   }
-}
 
-/** The ACME account could not be loaded or registered: nothing about any one host. */
-export class AccountUnavailableError extends Error {
-  readonly code = 'ACCOUNT_UNAVAILABLE';
-  constructor(readonly cause: Error) {
-    super(cause.message);
+  override get kind(): string {
+    return 'backoff';
+  }
+
+  override apiBody(): Record<string, unknown> {
+    return { ...super.apiBody(), backoff_until: this.record.until, failures: this.record.failures };
+  }
+
+  override headers(): Record<string, string> {
+    return { 'retry-after': String(retryAfterSeconds(this.record.until)) };
   }
 }
 
-export class ShuttingDownError extends Error {
-  readonly code = 'SHUTTING_DOWN';
+/** The ACME account could not be loaded or registered: nothing about any one host. */
+export class AccountUnavailableError extends AcmedError {
+  override readonly code = 'ACCOUNT_UNAVAILABLE';
+  constructor(readonly cause: Error) {
+    super(cause.message);
+  }
+
+  override get status(): number {
+    return this.kind === 'rateLimited' ? 429 : 502;
+  }
+
+  override get kind(): string {
+    return errorKind(this.cause);
+  }
+
+  override apiBody(): Record<string, unknown> {
+    return { message: `ACME order failed: ${this.message}`, kind: this.kind, ...(this.cause instanceof AcmeProblemError ? { problem: this.cause.problem } : {}) };
+  }
+}
+
+export class ShuttingDownError extends AcmedError {
+  override readonly code = 'SHUTTING_DOWN';
+  override get status(): number {
+    return 503;
+  }
+  override get kind(): string {
+    return 'shutting_down';
+  }
+
   constructor(message = 'acmed is shutting down; no new orders are taken') {
     super(message);
   }
@@ -62,8 +99,15 @@ export class OrderAbandonedError extends ShuttingDownError {
 }
 
 /** The CA issued the certificate but the store refused it; it is held in the spool. */
-export class CertificateHeldError extends Error {
-  readonly code = 'CERTIFICATE_HELD';
+export class CertificateHeldError extends AcmedError {
+  override readonly code = 'CERTIFICATE_HELD';
+  override get status(): number {
+    return 503;
+  }
+  override get kind(): string {
+    return 'store';
+  }
+
   constructor(readonly name: string, readonly cause: Error) {
     super(`the certificate for ${name} was issued but could not be stored (${cause.message}); `
       + 'it is held and will be stored as soon as the store accepts it, with no new order');
@@ -76,19 +120,25 @@ export interface IssuerOptions {
   index: CertificateIndex;
   spool: CertificateSpool;
   ca: CaBackoff;
-  tokens: ChallengePublisher;
+  /** The solver for the certificate's challenge type (http-01 tokens, dns-01 records). */
+  solver: (cert: ManagedCertificate) => ChallengeSolver;
   log: Logger;
-  keyType: () => { keyType: 'ecc' | 'rsa'; rsaBits: number };
+  /** How this certificate is ordered (key, profile, chain), read at each order so a reload applies. */
+  settings: (cert: ManagedCertificate) => OrderSettings;
   lockTtlMs: () => number;
   now?: () => number;
+  /** Runs before an order is placed (preflight_check); throws to fail the job without one. */
+  preflight?: (cert: ManagedCertificate) => Promise<void>;
 }
 
-export class Issuer extends EventEmitter<{ outcome: [JobEvent] }> {
+export class Issuer extends EventEmitter<{ outcome: [JobEvent]; progress: [JobProgress] }> {
   private readonly shutdown = new AbortController();
   private accepting = true;
 
   constructor(private readonly opts: IssuerOptions) {
     super();
+    // Each `acmed issue` on a terminal listens to 'progress' while it waits; 300 at once are normal.
+    this.setMaxListeners(0);
   }
 
   /** Refuses new jobs; running ones go on. */
@@ -125,21 +175,26 @@ export class Issuer extends EventEmitter<{ outcome: [JobEvent] }> {
       throw error;
     }
     const started = Date.now();
+    const attempt = { ordered: false };
     try {
-      const result = await withLock(this.opts.storage, keys.lock(cert.name), (lock) => this.underLock(job, lock, started), {
+      const result = await withLock(this.opts.storage, keys.lock(cert.name), (lock) => this.underLock(job, lock, started, attempt), {
         signal: this.shutdown.signal, ttlMs: this.opts.lockTtlMs(),
       });
       this.emit('outcome', result);
       return result.outcome!;
     } catch (err) {
-      throw this.failed(cert, err as Error);
+      throw this.failed(cert, err as Error, attempt.ordered);
     }
   }
 
-  private async underLock(job: IssueJob, lock: HeldLock, started: number): Promise<Extract<JobEvent, { type: 'issued' | 'skipped' }>> {
+  private async underLock(
+    job: IssueJob, lock: HeldLock, started: number, attempt: { ordered: boolean },
+  ): Promise<Extract<JobEvent, { type: 'issued' | 'skipped' }>> {
     const { storage, index, spool } = this.opts;
     const { cert } = job;
     const signal = AbortSignal.any([this.shutdown.signal, lock.signal]);
+    const step = (name: JobProgress['step']) => this.emit('progress', { name: cert.name, step: name, elapsedMs: Date.now() - started });
+    step('locked');
     // Another instance (or an earlier run) may have done the work meanwhile: decide on fresh data.
     await index.refresh(cert.name);
     const stored = await storage.getCertificate(cert.name);
@@ -159,7 +214,12 @@ export class Issuer extends EventEmitter<{ outcome: [JobEvent] }> {
       throw new BackedOffError(cert.name, record.backoff); // recorded by another instance meanwhile
     }
 
-    const issued = await this.order(job, signal, stored && covers(stored) ? record?.ari?.certId : undefined);
+    const settings = this.opts.settings(cert);
+    // reuse_key: the stored key, as long as it is still of the kind the settings ask for.
+    const reuseKey = settings.reuseKey && stored && keyMatches(stored.privkey, settings) ? stored.privkey : undefined;
+    await this.opts.preflight?.(cert);
+    signal.throwIfAborted();
+    const issued = await this.order(job, signal, stored && covers(stored) ? record?.ari?.certId : undefined, attempt, step, { ...settings, reuseKey });
     const bundle: CertificateBundle = {
       name: cert.name, names: cert.names, cert: issued.cert, chain: issued.chain, fullchain: issued.fullchain, privkey: issued.privkey,
       notBefore: issued.notBefore.toISOString(), notAfter: issued.notAfter.toISOString(),
@@ -172,12 +232,16 @@ export class Issuer extends EventEmitter<{ outcome: [JobEvent] }> {
       if (isStoreFault(err)) throw new CertificateHeldError(cert.name, err as Error);
       throw err;
     }
+    step('stored');
     await this.forgetOrder(cert);
-    return this.issuedEvent(cert, bundle, { requests: issued.requests, started, resumed: issued.resumed });
+    return this.issuedEvent(cert, bundle, { requests: issued.requests, started, resumed: issued.resumed, dnsPropagationMs: issued.propagationMs });
   }
 
   /** Asks the CA, through the CA backoff gate, resuming a pending order when there is one. */
-  private async order(job: IssueJob, signal: AbortSignal, replaces: string | undefined): Promise<IssuedCertificate> {
+  private async order(
+    job: IssueJob, signal: AbortSignal, replaces: string | undefined, attempt: { ordered: boolean },
+    onStep: (step: JobProgress['step']) => void, settings: Omit<OrderSettings, 'reuseKey'> & { reuseKey?: string },
+  ): Promise<IssuedCertificate> {
     const { cert } = job;
     const { ca, log } = this.opts;
     const { probe } = await ca.admit();
@@ -188,11 +252,14 @@ export class Issuer extends EventEmitter<{ outcome: [JobEvent] }> {
         answered = true;
         throw new AccountUnavailableError(err);
       });
+      attempt.ordered = true;
+      const solver = this.opts.solver(cert);
       const resume = await this.pendingOrder(cert);
       const issued = await engine.issue({
-        names: cert.names, ...this.opts.keyType(), replaces, signal, resume,
-        onOrderPlaced: (pending) => this.rememberOrder(cert, pending),
-      }, this.opts.tokens);
+        names: cert.names, keyType: settings.keyType, rsaBits: settings.rsaBits, curve: settings.curve, reuseKey: settings.reuseKey,
+        profile: settings.profile, preferredChain: settings.preferredChain, replaces, signal, resume,
+        onOrderPlaced: (pending) => this.rememberOrder(cert, pending), onStep,
+      }, solver);
       ca.success();
       answered = true;
       return issued;
@@ -251,7 +318,7 @@ export class Issuer extends EventEmitter<{ outcome: [JobEvent] }> {
   }
 
   /** Maps a job's error to its typed form and emits the outcome. */
-  private failed(cert: ManagedCertificate, error: Error): Error {
+  private failed(cert: ManagedCertificate, error: Error, ordered: boolean): Error {
     if (this.shutdown.signal.aborted && !(error instanceof CertificateHeldError)) error = new OrderAbandonedError(cert.name);
     const blame = blameOf(error);
     const kind = errorKind(error instanceof AccountUnavailableError ? error.cause : error);
@@ -260,17 +327,19 @@ export class Issuer extends EventEmitter<{ outcome: [JobEvent] }> {
     } else {
       this.emit('outcome', {
         type: 'failed', name: cert.name, names: cert.names, error, kind, blame,
-        retryAfterMs: (error as AcmeProblemError).retryAfterMs,
+        retryAfterMs: (error as AcmeProblemError).retryAfterMs, ordered,
       });
     }
     return error;
   }
 
   private issuedEvent(
-    cert: ManagedCertificate, bundle: CertificateBundle, opts: { requests: number; started: number; resumed?: boolean; fromSpool?: boolean },
+    cert: ManagedCertificate, bundle: CertificateBundle,
+    opts: { requests: number; started: number; resumed?: boolean; fromSpool?: boolean; dnsPropagationMs?: number },
   ): Extract<JobEvent, { type: 'issued' }> {
     const outcome = this.outcome(cert, bundle, true, opts.requests, opts.started);
     if (opts.resumed) outcome.resumed = true;
+    if (opts.dnsPropagationMs !== undefined) outcome.dnsPropagationMs = opts.dnsPropagationMs;
     if (opts.fromSpool) outcome.fromSpool = true;
     return { type: 'issued', outcome, bundle };
   }
@@ -283,9 +352,22 @@ export class Issuer extends EventEmitter<{ outcome: [JobEvent] }> {
   }
 }
 
+/** Whether a stored key is of the type (and curve or size) the settings ask for. */
+function keyMatches(pem: string, settings: OrderSettings): boolean {
+  try {
+    const key = createPrivateKey(pem);
+    const details = key.asymmetricKeyDetails ?? {};
+    if (settings.keyType === 'rsa') return key.asymmetricKeyType === 'rsa' && details.modulusLength === settings.rsaBits;
+    return key.asymmetricKeyType === 'ec' && details.namedCurve === (settings.curve === 'P-384' ? 'secp384r1' : 'prime256v1');
+  } catch {
+    return false;
+  }
+}
+
 /** Who is to blame for a failed job: only 'host' failures put the host into backoff. */
 export function blameOf(error: Error): FailureBlame {
   if (error instanceof ShuttingDownError) return 'shutdown';
+  if (error instanceof ProfileNotOfferedError) return 'config';
   if (error instanceof CertificateHeldError || isStoreFault(error)) return 'store';
   if (error instanceof LockTimeoutError || error instanceof LockLostError) return 'lock';
   if (error instanceof AccountUnavailableError) return 'account';

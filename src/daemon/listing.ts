@@ -5,7 +5,7 @@
  * daemon's memory flat. The sorted host list is kept between requests and
  * rebuilt only when a name comes or goes.
  */
-import type { CertificateStatus } from '../admin/api.js';
+import type { CertificateStatus } from '../admin/wire.js';
 import { configuredCertificates } from '../config/managed.js';
 import type { Config } from '../config/schema.js';
 import { normalizeHostname } from '../hostname.js';

@@ -25,6 +25,7 @@ export function logJobEvents(log: Logger): (event: JobEvent) => void {
         const fields = { cert: event.name, names: event.names, kind: event.kind, blame: event.blame, err: event.error.message };
         if (event.blame === 'host') log.warn(fields, 'certificate order failed');
         else if (event.blame === 'shutdown') log.warn(fields, event.error.message);
+        else if (event.blame === 'config') log.error(fields, 'certificate not ordered: the config asks for what the CA does not offer; fix it and reload');
         else log.info(fields, 'certificate order not completed; acmed retries by itself');
       }
     }

@@ -2,7 +2,7 @@
  * The certificate status row the admin API and CLI show, from the index
  * record alone: listing 100,000 certificates opens no PEM.
  */
-import type { CertificateStatus } from '../admin/api.js';
+import type { CertificateStatus } from '../admin/wire.js';
 import { isManagedName } from '../config/managed.js';
 import type { Config } from '../config/schema.js';
 import type { IndexRecord } from '../renewal/index-record.js';
@@ -45,7 +45,8 @@ export function statusOf(record: IndexRecord, src: StatusSources): CertificateSt
     valid,
     serial_number: record.serial,
     issuer_cn: record.issuer ? /CN=([^\n,]+)/.exec(record.issuer)?.[1] ?? null : null,
-    location: src.storage.location(record.name),
+    // Only where a certificate is stored: a path shown for a name without one would not exist.
+    location: record.notAfter !== null ? src.storage.location(record.name) : null,
     managed: isManagedName(src.config, record.name),
     renew_at: record.renewAt,
     renew_reason: record.renewAt ? record.renewReason : null,

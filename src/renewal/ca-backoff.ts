@@ -7,6 +7,7 @@
  * When the wait ends, one order goes first as a probe; the others wait for
  * its answer instead of all hitting a CA that may still be down.
  */
+import { AcmedError, retryAfterSeconds } from '../errors.js';
 import { EventEmitter } from 'node:events';
 
 export interface CaState {
@@ -19,8 +20,23 @@ export interface CaState {
   since: string;
 }
 
-export class CaUnavailableError extends Error {
-  readonly code = 'CA_UNAVAILABLE';
+export class CaUnavailableError extends AcmedError {
+  override readonly code = 'CA_UNAVAILABLE';
+  override get status(): number {
+    return 503;
+  }
+  override get kind(): string {
+    return 'ca_unavailable';
+  }
+
+  override apiBody(): Record<string, unknown> {
+    return { ...super.apiBody(), ca: this.state };
+  }
+
+  override headers(): Record<string, string> {
+    return { 'retry-after': String(retryAfterSeconds(this.state.until)) };
+  }
+
   constructor(readonly state: CaState) {
     super(`the CA is not answering (${state.lastError ?? 'unknown error'}); acmed tries again by itself after ${state.until}`);
   }

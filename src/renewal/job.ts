@@ -27,14 +27,29 @@ export interface IssueOutcome {
   resumed?: boolean;
   /** The certificate came from the spool (issued earlier, stored now), with no new order. */
   fromSpool?: boolean;
+  /** dns-01: how long acmed waited for its TXT records to show on the DNS servers before asking the CA to validate. */
+  dnsPropagationMs?: number;
   deployHook?: { ok: boolean; exitCode: number | null; timedOut: boolean; output: string };
 }
 
+/** A job's step as it starts, for whoever watches it (`acmed issue` on a terminal). */
+export interface JobProgress {
+  name: string;
+  step: 'locked' | 'ordering' | 'validating' | 'finalizing' | 'downloading' | 'stored' | 'deploy hook';
+  /** Since the job started (after any wait in the queue). */
+  elapsedMs: number;
+}
+
 /** Why a job ended without a new certificate, from the host's point of view. */
-export type FailureBlame = 'host' | 'ca' | 'store' | 'lock' | 'account' | 'shutdown';
+/** config: the config asks for what the CA cannot do (a profile it does not list); retried after a reload, no host backoff. */
+export type FailureBlame = 'host' | 'ca' | 'store' | 'lock' | 'account' | 'shutdown' | 'config';
 
 export type JobEvent =
   | { type: 'issued'; outcome: IssueOutcome; bundle: CertificateBundle }
   | { type: 'skipped'; name: string; names: string[]; reason: 'valid' | 'backoff' | 'shutdown'; outcome?: IssueOutcome; error?: Error }
-  | { type: 'failed'; name: string; names: string[]; error: Error; kind: string; blame: FailureBlame; retryAfterMs?: number };
+  | {
+    type: 'failed'; name: string; names: string[]; error: Error; kind: string; blame: FailureBlame; retryAfterMs?: number;
+    /** The job got as far as asking the CA for an order (not refused before it: CA backoff, lock, store, account). */
+    ordered?: boolean;
+  };
 

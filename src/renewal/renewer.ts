@@ -159,7 +159,7 @@ export class Renewer {
   private retryTime(blame: string): Date | null {
     const now = this.now.getTime();
     switch (blame) {
-      case 'shutdown': return null;
+      case 'shutdown': case 'config': return null; // config: a reload plans it again
       case 'ca': return new Date(Date.parse(this.opts.ca.state().until ?? '') || now + 5_000);
       case 'store': case 'lock': case 'account': return new Date(now + RETRY_AFTER_LOCAL_FAULT_MS);
       default: return new Date(now);

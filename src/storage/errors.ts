@@ -3,8 +3,20 @@
  * not on messages: STORAGE_TIMEOUT means the store did not answer in time,
  * STORAGE_ERROR that it answered with a failure or could not be reached.
  */
-export class StorageError extends Error {
-  readonly code: 'STORAGE_ERROR' | 'STORAGE_TIMEOUT' = 'STORAGE_ERROR';
+import { AcmedError } from '../errors.js';
+
+export class StorageError extends AcmedError {
+  override readonly code: 'STORAGE_ERROR' | 'STORAGE_TIMEOUT' = 'STORAGE_ERROR';
+  override get status(): number {
+    return 503;
+  }
+  override get kind(): string {
+    return 'store';
+  }
+
+  override apiBody(): Record<string, unknown> {
+    return { ...super.apiBody(), message: `storage failed: ${this.message}` };
+  }
 }
 
 export class StorageTimeoutError extends StorageError {

@@ -18,6 +18,7 @@ const backends: Record<Config['storage'], Factory | undefined> = {
   redis: async (config) => (await import('./redis.js')).createRedisStorage(config.storage_config.redis),
   consul: async (config) => (await import('./consul.js')).createConsulStorage(config.storage_config.consul),
   vault: async (config) => (await import('./vault.js')).createVaultStorage(config.storage_config.vault),
+  etcd: async (config) => (await import('./etcd.js')).createEtcdStorage(config.storage_config.etcd),
 };
 
 export class UnsupportedStorageError extends Error {

@@ -24,6 +24,8 @@ export function assertValidKey(key: string): void {
 /** The key names acmed uses, in one place so backends and callers agree. */
 export const keys = {
   accountKey: 'account/key.pem',
+  /** A rollover's new key, stored before the CA is asked and promoted once it accepts. */
+  accountKeyNext: 'account/key.next.pem',
   accountUrl: 'account/url',
   lockPrefix: 'locks/',
   accountLock: 'locks/account',
@@ -38,6 +40,9 @@ export const keys = {
   ari: (name: string) => `ari/${normalizeHostname(name)}.json`,
   indexPrefix: 'index/',
   index: (name: string) => `index/${normalizeHostname(name)}`,
+  /** dns-01 TXT records placed and not yet removed, so a crashed run's are removed at the next start. */
+  dnsRecordPrefix: 'dns-records/',
+  dnsRecord: (id: string) => `dns-records/${id}`,
   /** The private key of an order placed and not finished yet, to resume it after a crash. */
   order: (name: string) => `orders/${normalizeHostname(name)}`,
 };

@@ -61,17 +61,24 @@ export interface StaleLockOptions {
  * Returns the keys released.
  */
 export async function releaseStaleOwnLocks(storage: Storage, opts: StaleLockOptions = {}): Promise<string[]> {
-  const host = opts.host ?? hostname();
-  const pid = opts.pid ?? process.pid;
-  const isAlive = opts.isAlive ?? isProcessAlive;
   const released: string[] = [];
   for (const key of await storage.list(keys.lockPrefix)) {
     const token = await storage.get(key);
-    const owner = token === null ? null : parseOwnerToken(token);
-    if (!owner || owner.host !== host) continue;
-    const madeHere = owner.random.startsWith(PROCESS_MARK);
-    const leftBehind = owner.pid === pid ? !madeHere : !isAlive(owner.pid);
-    if (leftBehind && (await storage.compareAndDelete(key, token!))) released.push(key);
+    if (token !== null && leftByEarlierRun(token, opts) && (await storage.compareAndDelete(key, token))) released.push(key);
   }
   return released;
+}
+
+/**
+ * True when an owner token was made by an earlier run on this host (same
+ * host, that process gone, or our pid reused by a restart): what that run
+ * left behind is ours to clean up. Other hosts' tokens, and live processes'
+ * here, are not.
+ */
+export function leftByEarlierRun(token: string, opts: StaleLockOptions = {}): boolean {
+  const owner = parseOwnerToken(token);
+  if (!owner || owner.host !== (opts.host ?? hostname())) return false;
+  const isAlive = opts.isAlive ?? isProcessAlive;
+  const madeHere = owner.random.startsWith(PROCESS_MARK);
+  return owner.pid === (opts.pid ?? process.pid) ? !madeHere : !isAlive(owner.pid);
 }

@@ -10,6 +10,7 @@
  * HeldLock.signal. assertHeld() is the fence right before a write: a holder
  * paused for longer than the TTL learns there that it lost the lock.
  */
+import { AcmedError } from '../errors.js';
 import { setTimeout as timerSleep } from 'node:timers/promises';
 import { newOwnerToken } from './lock-owner.js';
 import type { Storage } from './storage.js';
@@ -40,12 +41,24 @@ export interface HeldLock {
   assertHeld(): Promise<void>;
 }
 
-export class LockLostError extends Error {
-  readonly code = 'LOCK_LOST';
+/** Someone else holds the certificate's lock: the work is theirs (409 to an admin caller). */
+export abstract class LockError extends AcmedError {
+  override get status(): number {
+    return 409;
+  }
+  override get kind(): string {
+    return 'locked';
+  }
 }
 
-export class LockTimeoutError extends Error {
-  readonly code = 'LOCK_TIMEOUT';
+/** The lock was taken over (it expired while this job held it): nothing more may be written. */
+export class LockLostError extends LockError {
+  override readonly code = 'LOCK_LOST';
+}
+
+/** The lock stayed held by another job for longer than this one would wait. */
+export class LockTimeoutError extends LockError {
+  override readonly code = 'LOCK_TIMEOUT';
 }
 
 type Sleep = (ms: number, signal?: AbortSignal) => Promise<void>;

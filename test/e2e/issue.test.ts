@@ -33,6 +33,9 @@ before(async () => {
   config = {
     ...baseConfig({ dir, directoryUrl: pebble.directoryUrl, caBundlePath: pebble.caBundlePath, httpPort }),
     domains: ['*.example.com'],
+    // The dry run's probe resolves names as Pebble does and fetches where Pebble validates.
+    preflight_resolver: pebble.dnsServer,
+    preflight_port: httpPort,
   };
   acmed = await startAcmed(config, dir);
 });
@@ -143,9 +146,11 @@ test('the admin API takes a form-encoded POST /acme like Kong, and answers JSON 
   const missing = await post('{}', 'application/json');
   assert.equal(missing.status, 400);
   assert.equal(missing.body.message, 'host is required');
+  const orders = orderCount();
   const dryRun = await post('host=dry.example.com&test_http_challenge_flow=true', 'application/x-www-form-urlencoded');
-  assert.equal(dryRun.status, 501);
-  assert.match(dryRun.body.message, /no certificate was ordered/);
+  assert.equal(dryRun.status, 200, JSON.stringify(dryRun.body));
+  assert.equal(dryRun.body.data.reached, 'acmed');
+  assert.equal(orderCount(), orders, 'a dry run orders nothing');
   assert.ok(!existsSync(join(acmed.storagePath, 'live', 'dry.example.com')));
   const broken = await post('{not json', 'application/json');
   assert.equal(broken.status, 400);
@@ -255,21 +260,31 @@ test('GET /metrics and /healthz on the admin socket', async () => {
   assert.match(metrics.type, /^text\/plain/);
   const issued = Number(/^acmed_orders_total\{result="issued",kind=""\} (\d+)$/m.exec(metrics.body)?.[1]);
   assert.ok(issued >= 1, metrics.body.slice(0, 2000));
-  const notAfter = Number(/^acmed_certificate_not_after_seconds\{name="a\.example\.com"\} (\d+)$/m.exec(metrics.body)?.[1]);
+  const notAfter = Number(/^acmed_certificate_expiration_timestamp_seconds\{name="a\.example\.com"\} (\d+)$/m.exec(metrics.body)?.[1]);
   const cert = new X509Certificate(await readFile(join(acmed.storagePath, 'live', 'a.example.com', 'cert.pem')));
   assert.equal(notAfter, Date.parse(cert.validTo) / 1000);
-  assert.ok(Number(/^acmed_acme_requests (\d+)$/m.exec(metrics.body)?.[1]) > 0);
-  assert.ok(Number(/^acmed_http01_lookups\{result="hit"\} (\d+)$/m.exec(metrics.body)?.[1]) > 0);
+  assert.match(metrics.body, /^acmed_certificate_ready_status\{name="a\.example\.com",condition="True"\} 1$/m);
+  assert.ok(Number(/^acmed_acme_client_request_count_total\{action="new_order",method="POST",status="201"\} (\d+)$/m.exec(metrics.body)?.[1]) > 0);
+  assert.ok(Number(/^acmed_acme_client_request_count_total\{action="finalize_order",method="POST",status="200"\} (\d+)$/m.exec(metrics.body)?.[1]) > 0);
+  assert.ok(Number(/^acmed_acme_client_request_duration_seconds_count\{action="get_certificate"\} (\d+)$/m.exec(metrics.body)?.[1]) > 0);
+  assert.ok(Number(/^acmed_http01_requests_total\{result="hit"\} (\d+)$/m.exec(metrics.body)?.[1]) > 0);
   assert.match(metrics.body, /^acmed_storage_up 1$/m);
+  assert.match(metrics.body, /^acmed_ca_up 1$/m);
+  // The real daemon's exposition through Prometheus's own checker.
+  const promtool = await new Promise<{ code: number; output: string }>((resolve) => {
+    const child = execFile('promtool', ['check', 'metrics'], (err, stdout, stderr) => resolve({ code: err ? 1 : 0, output: stdout + stderr }));
+    child.stdin!.end(metrics.body);
+  });
+  assert.deepEqual(promtool, { code: 0, output: '' });
 });
 
 test('acmed renew: nothing due renews nothing; one host with --force renews it; PATCH /acme answers 202', async () => {
   const all = await acmed.cli(['renew', '--json']);
   assert.equal(all.code, 0, all.stderr);
-  const pass = JSON.parse(all.stdout) as { checked: number; renewed: string[]; notDue: number; failed: unknown[] };
+  const pass = JSON.parse(all.stdout) as { checked: number; renewed: string[]; not_due: number; failed: unknown[] };
   assert.ok(pass.checked >= 2, all.stdout);
   assert.deepEqual(pass.renewed, []);
-  assert.equal(pass.notDue, pass.checked);
+  assert.equal(pass.not_due, pass.checked);
 
   const certPath = join(acmed.storagePath, 'live', 'a.example.com', 'cert.pem');
   const before = new X509Certificate(await readFile(certPath)).serialNumber;

@@ -1,7 +1,8 @@
 // A small ARI (RFC 9773) stand-in in front of Pebble, which has none in
 // Debian's 2.4. Built on the counting proxy's `handle` hook: it adds
-// `renewalInfo` to Pebble's directory, answers renewalInfo lookups itself
-// from windows the test sets, records every newOrder's JWS payload, and can
+// `renewalInfo` (and, when asked, `meta.profiles`) to Pebble's directory,
+// answers renewalInfo lookups itself from windows the test sets, records
+// every newOrder's JWS payload (with its `profile`), and can
 // refuse the next order that carries `replaces` with `alreadyReplaced`, so a
 // test sees the client order again without it. Everything else goes to
 // Pebble unchanged (Host kept, so Pebble's URLs keep pointing here).
@@ -10,7 +11,10 @@ import {
   startCountingProxy, type CountingProxy, type CountingProxyOptions, type ProxyReply, type ProxyRequest,
 } from './counting-proxy.js';
 
-export type AriProxyOptions = Omit<CountingProxyOptions, 'handle'>;
+export type AriProxyOptions = Omit<CountingProxyOptions, 'handle'> & {
+  /** Profiles (name → description) added to the directory's `meta.profiles`, which Pebble 2.4 lacks. */
+  profiles?: Record<string, string>;
+};
 
 export interface AriWindow {
   start: Date | number | string;
@@ -106,7 +110,8 @@ export async function startAriProxy(opts: AriProxyOptions): Promise<AriProxy> {
     const dir = JSON.parse(up.body.toString()) as Record<string, unknown>;
     if (typeof dir.newOrder === 'string') newOrderPath = new URL(dir.newOrder).pathname;
     if (typeof dir.newNonce === 'string') newNoncePath = new URL(dir.newNonce).pathname;
-    return { ...up, body: JSON.stringify({ ...dir, renewalInfo: `${baseUrl}${RENEWAL_INFO_PATH}` }) };
+    const meta = opts.profiles ? { ...(dir.meta as object | undefined), profiles: opts.profiles } : dir.meta;
+    return { ...up, body: JSON.stringify({ ...dir, meta, renewalInfo: `${baseUrl}${RENEWAL_INFO_PATH}` }) };
   };
 
   const newOrder = async (req: ProxyRequest, forward: (o?: Partial<ProxyRequest>) => Promise<ProxyReply>): Promise<ProxyReply> => {

@@ -41,6 +41,8 @@ export interface PebbleOptions {
   eab?: Record<string, string>;
   /** Lifetime of issued certificates (Pebble 2.4's `certificateValidityPeriod`); unset keeps Pebble's 5 years. */
   validitySeconds?: number;
+  /** "host:port" of the DNS server Pebble resolves with (dns-01 tests: a real BIND); unset: pebble-challtestsrv. */
+  dnsServer?: string;
 }
 
 export interface TestCa {
@@ -64,9 +66,12 @@ export interface PebbleHandle {
   managementUrl: string;
   /** Base URL of Pebble's ACME listener, e.g. https://127.0.0.1:14000 */
   acmeUrl: string;
+  /** pebble-challtestsrv's DNS server ("127.0.0.1:<port>"), Pebble's resolver: acmed's preflight_resolver in tests. */
+  dnsServer: string;
   /** A cert for localhost/127.0.0.1 signed by the same CA (for proxies). */
   issueServerCert(name?: string): Promise<ServerCert>;
-  rootPem(): Promise<string>;
+  /** Pebble's root `index` (0 unless PEBBLE_ALTERNATE_ROOTS adds more). */
+  rootPem(index?: number): Promise<string>;
   intermediatePem(): Promise<string>;
   certStatusBySerial(hexSerial: string): Promise<any>;
   /** Adds A answers for host; pebble-challtestsrv appends them to the ones it already has. */
@@ -123,8 +128,8 @@ export async function createTestCa(dir: string): Promise<TestCa> {
   return { certPath, keyPath, certPem: await readFile(certPath, 'utf8') };
 }
 
-/** A TLS server cert for localhost + 127.0.0.1 signed by `ca`. */
-export async function issueServerCert(ca: TestCa, dir: string, name = 'server'): Promise<ServerCert> {
+/** A TLS server cert for localhost + 127.0.0.1 signed by `ca` (extendedKeyUsage "serverAuth,clientAuth" makes a client cert too). */
+export async function issueServerCert(ca: TestCa, dir: string, name = 'server', extendedKeyUsage = 'serverAuth'): Promise<ServerCert> {
   const keyPath = join(dir, `${name}.key`);
   const csrPath = join(dir, `${name}.csr`);
   const certPath = join(dir, `${name}.pem`);
@@ -133,7 +138,7 @@ export async function issueServerCert(ca: TestCa, dir: string, name = 'server'):
     'subjectAltName=DNS:localhost,IP:127.0.0.1',
     'basicConstraints=critical,CA:FALSE',
     'keyUsage=critical,digitalSignature',
-    'extendedKeyUsage=serverAuth',
+    `extendedKeyUsage=${extendedKeyUsage}`,
     'authorityKeyIdentifier=keyid',
     '',
   ].join('\n'));
@@ -264,7 +269,7 @@ export async function startPebble(opts: PebbleOptions): Promise<PebbleHandle> {
     let earlierOutput = '';
     let pebble: { child: ChildProcess; output: () => string } | undefined;
     const startPebbleChild = async (): Promise<void> => {
-      const started = startChild('pebble', ['-config', configPath, '-dnsserver', `127.0.0.1:${dnsPort}`], env);
+      const started = startChild('pebble', ['-config', configPath, '-dnsserver', opts.dnsServer ?? `127.0.0.1:${dnsPort}`], env);
       pebble = started;
       children.push(started.child);
       await waitFor('pebble', async () => (await fetchText(directoryUrl, ca.certPem)).status === 200, started.child, started.output);
@@ -287,8 +292,9 @@ export async function startPebble(opts: PebbleOptions): Promise<PebbleHandle> {
       ca,
       managementUrl,
       acmeUrl,
+      dnsServer: `127.0.0.1:${dnsPort}`,
       issueServerCert: (name) => issueServerCert(ca, dir, name ?? `extra-${++certCount}`),
-      rootPem: () => mgmtGet('/roots/0'),
+      rootPem: (index = 0) => mgmtGet(`/roots/${index}`),
       intermediatePem: () => mgmtGet('/intermediates/0'),
       certStatusBySerial: async (hex) => JSON.parse(await mgmtGet(`/cert-status-by-serial/${hex.toLowerCase()}`)),
       addA: async (host, addresses) => {

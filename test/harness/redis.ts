@@ -88,16 +88,17 @@ export async function startRedis(opts: RedisServerOptions = {}): Promise<RedisSe
   };
 }
 
-async function launch(args: string[]): Promise<ChildProcess> {
-  const child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+/** Runs redis-server (or redis-sentinel) with args until it says it is ready; its output is drained after that. */
+export async function launch(args: string[], ready = /Ready to accept connections/, binary = 'redis-server'): Promise<ChildProcess> {
+  const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   running.add(child);
   child.once('exit', () => running.delete(child));
   let output = '';
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`redis-server not ready after 10 s:\n${output}`)), 10_000);
+    const timer = setTimeout(() => reject(new Error(`${binary} not ready after 10 s:\n${output}`)), 10_000);
     const onData = (chunk: Buffer) => {
       output += chunk.toString();
-      if (/Ready to accept connections/.test(output)) {
+      if (ready.test(output)) {
         clearTimeout(timer);
         resolve();
       }
@@ -106,7 +107,7 @@ async function launch(args: string[]): Promise<ChildProcess> {
     child.stderr?.on('data', onData);
     child.once('exit', (code) => {
       clearTimeout(timer);
-      reject(new Error(`redis-server exited (${code}):\n${output}`));
+      reject(new Error(`${binary} exited (${code}):\n${output}`));
     });
   });
   child.stdout?.resume();
@@ -114,7 +115,7 @@ async function launch(args: string[]): Promise<ChildProcess> {
   return child;
 }
 
-function terminate(child: ChildProcess): Promise<void> {
+export function terminate(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
   return new Promise((resolve) => {
     child.once('exit', () => resolve());

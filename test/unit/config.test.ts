@@ -10,7 +10,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { ConfigError, loadConfig, parseConfig } from '../../src/config/load.js';
-import { isManagedName, managedCertificateNamed } from '../../src/config/managed.js';
+import { certificateForHost, configuredCertificates, isManagedName, managedCertificateNamed } from '../../src/config/managed.js';
 
 const run = promisify(execFile);
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -150,7 +150,6 @@ describe('problems point at file:line:col', () => {
     ['slash', 'a/b.example.com', /invalid host name "a\/b\.example\.com"/],
     ['raw unicode', 'bücher.example', /non-ASCII.*xn--/],
     ['overlong label', `${'a'.repeat(64)}.example.com`, /label longer than 63/],
-    ['wildcard', '*.example.com', /wildcard names need dns-01/],
   ];
   for (const [what, name, message] of hostile) {
     test(`certificate name rejected: ${what}`, () => {
@@ -342,4 +341,172 @@ test('isManagedName answers as managedCertificateNamed does, for configured, pat
   }
   assert.equal(isManagedName(config, 'other.example.net'), true);
   assert.equal(isManagedName(config, 'www.shop.example.com'), false, 'covered by shop.example.com, not a certificate of its own');
+});
+
+describe('check-config reports every problem at once', () => {
+  test('a bad listen does not hide the cross-field problems, and each sits at its own key or value', () => {
+    const text = [
+      'account_email: ops@example.com', 'tos_accepted: true', 'storage: memory', 'cluster: true', 'eab_kid: kid-1',
+      'challenge:', '  listen: ["bad"]', 'certificates:', '  - names: [a.example.com]', '    nmes: [b.example.com]',
+      'renew_treshold_days: 3', 'admin:', '  tokn_file: /x', '',
+    ].join('\n');
+    const err = problemsOf(text);
+    const lines = err.lines();
+    const expect: [string, RegExp, number?][] = [
+      ['memory', /memory storage lives in one process/],
+      ['kid-1', /eab_kid and eab_hmac_key go together/],
+      ['"bad"', /expected "host:port"/],
+      ['nmes', /unknown key "nmes" \(did you mean "names"\?\)/],
+      ['renew_treshold_days', /did you mean "renew_threshold_days"/],
+      ['tokn_file', /did you mean "token_file"/],
+    ];
+    assert.equal(lines.length, expect.length, lines.join('\n'));
+    for (const [needle, message] of expect) {
+      const { line, col } = posOf(text, needle);
+      const printed = lines.find((l) => l.startsWith(`acmed.yaml:${line}:${col}: `));
+      assert.ok(printed, `no problem at ${needle} (${line}:${col}) in\n${lines.join('\n')}`);
+      assert.match(printed, message);
+    }
+  });
+
+  test('several unknown keys in one mapping are reported one by one, and a far-off key gets no suggestion', () => {
+    const text = `${BASE}storage_config:\n  redis:\n    hots: a\n    zzzzzz: 1\n`;
+    const lines = problemsOf(text).lines();
+    assert.equal(lines.length, 2, lines.join('\n'));
+    assert.match(lines[0], /^acmed\.yaml:5:5: .*unknown key "hots" \(did you mean "host"\?\)$/);
+    assert.match(lines[1], /^acmed\.yaml:6:5: .*unknown key "zzzzzz"$/);
+  });
+
+  test('eab_hmac_key must be base64url, and the message does not echo it', () => {
+    const text = `${BASE}eab_kid: kid-1\neab_hmac_key: "s3cr3t value!!"\n`;
+    assertOneProblem(text, '"s3cr3t', /eab_hmac_key: must be base64url/);
+    assert.doesNotMatch(problemsOf(text).message, /s3cr3t/);
+    assert.equal(parseConfig(`${BASE}eab_kid: k\neab_hmac_key: zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W\n`).eab_hmac_key?.length, 64);
+  });
+});
+
+describe('admin listener keys', () => {
+  test('a TCP listener without a credential is refused at admin.listen', () => {
+    assertOneProblem(`${BASE}admin:\n  listen: "0.0.0.0:9443"\n`, '"0.0.0.0:9443"', /needs admin.token_file or mutual TLS/);
+  });
+
+  test('token_file or complete mTLS with subjects is accepted', () => {
+    const token = parseConfig(`${BASE}admin:\n  listen: "127.0.0.1:9443"\n  token_file: /etc/acmed/token\n`);
+    assert.equal(token.admin.listen, '127.0.0.1:9443');
+    assert.equal(token.admin.socket, '/run/acmed/admin.sock');
+    const mtls = parseConfig(`${BASE}admin:\n  listen: "127.0.0.1:9443"\n  tls: { cert: /c, key: /k, client_ca: /ca, allowed_subjects: [ops@example.com] }\n`);
+    assert.deepEqual(mtls.admin.tls.allowed_subjects, ['ops@example.com']);
+  });
+
+  test('partial mTLS, mTLS without subjects and a credential without a listener are each named', () => {
+    assertOneProblem(`${BASE}admin:\n  listen: "127.0.0.1:9443"\n  token_file: /t\n  tls: { cert: /c }\n`, '/c', /admin.tls.cert and admin.tls.key go together/);
+    assertOneProblem(`${BASE}admin:\n  listen: "127.0.0.1:9443"\n  tls: { client_ca: /ca, allowed_subjects: [a] }\n`, '/ca', /needs the server's own admin.tls.cert/);
+    assertOneProblem(`${BASE}admin:\n  listen: "127.0.0.1:9443"\n  tls: { cert: /c, key: /k }\n`, '"127.0.0.1:9443"', /needs admin.token_file or mutual TLS/);
+    assertOneProblem(`${BASE}admin:\n  listen: "127.0.0.1:9443"\n  tls: { cert: /c, key: /k, client_ca: /ca }\n`, '/ca', /allowed_subjects is empty/);
+    assertOneProblem(`${BASE}admin:\n  token_file: /t\n`, '/t', /set admin.listen too/);
+  });
+});
+
+describe('redis sentinel / cluster and etcd keys', () => {
+  const REDIS = `${BASE}storage: redis\nstorage_config:\n  redis:\n`;
+
+  test('sentinels with sentinel_master, and cluster_nodes, are read; single-server Redis stays the default', () => {
+    const sentinel = parseConfig(`${REDIS}    sentinels: [{host: 10.0.0.1, port: 26379}, {host: 10.0.0.2, port: 26379}]\n    sentinel_master: acmed\n    sentinel_password: s3cret\n`);
+    assert.deepEqual(sentinel.storage_config.redis.sentinels, [{ host: '10.0.0.1', port: 26379 }, { host: '10.0.0.2', port: 26379 }]);
+    assert.equal(sentinel.storage_config.redis.sentinel_master, 'acmed');
+    assert.equal(sentinel.storage_config.redis.sentinel_password, 's3cret');
+    const cluster = parseConfig(`${REDIS}    cluster_nodes:\n      - {host: 10.0.0.1, port: 7000}\n`);
+    assert.deepEqual(cluster.storage_config.redis.cluster_nodes, [{ host: '10.0.0.1', port: 7000 }]);
+    const plain = parseConfig(BASE).storage_config.redis;
+    assert.equal(plain.sentinels, null);
+    assert.equal(plain.cluster_nodes, null);
+  });
+
+  test('sentinels together with cluster_nodes is an error at cluster_nodes', () => {
+    const text = `${REDIS}    sentinels: [{host: a, port: 26379}]\n    sentinel_master: acmed\n    cluster_nodes: [{host: b, port: 7000}]\n`;
+    assertOneProblem(text, '[{host: b', /sentinels and cluster_nodes exclude each other/);
+  });
+
+  test('sentinels without sentinel_master, and sentinel_master alone, are errors at the key that is set', () => {
+    assertOneProblem(`${REDIS}    sentinels: [{host: a, port: 26379}]\n`, '[{host: a', /sentinels needs sentinel_master/);
+    assertOneProblem(`${REDIS}    sentinel_master: acmed\n`, 'acmed', /sentinel_master needs sentinels/);
+  });
+
+  test('a sentinel or cluster node needs host and port; cluster_nodes refuses a database other than 0', () => {
+    assertOneProblem(`${REDIS}    cluster_nodes: [{host: a}]\n`, '{host: a}', /cluster_nodes\.0\.port: required/);
+    assertOneProblem(`${REDIS}    cluster_nodes: [{host: a, port: 7000}]\n    database: 2\n`, '2', /Redis Cluster has database 0 only/, 6);
+  });
+
+  test('etcd: defaults, and every key read', () => {
+    const defaults = parseConfig(`${BASE}storage: etcd\n`).storage_config.etcd;
+    assert.deepEqual(defaults, {
+      endpoints: ['http://127.0.0.1:2379'], prefix: 'acme/', username: null, password: null,
+      tls: { ca: null, cert: null, key: null }, timeout: 2000,
+    });
+    const set = parseConfig(`${BASE}storage: etcd\nstorage_config:\n  etcd:\n    endpoints: ["https://e1:2379", "https://e2:2379"]\n    prefix: certs/\n    username: acmed\n    password: pw\n    tls: {ca: /etc/acmed/etcd-ca.pem, cert: /etc/acmed/etcd.pem, key: /etc/acmed/etcd-key.pem}\n    timeout: 5000\n`).storage_config.etcd;
+    assert.deepEqual(set.endpoints, ['https://e1:2379', 'https://e2:2379']);
+    assert.equal(set.tls.key, '/etc/acmed/etcd-key.pem');
+  });
+
+  test('etcd: a bad endpoint, a username without password, a cert without key are errors where they stand', () => {
+    assertOneProblem(`${BASE}storage: etcd\nstorage_config:\n  etcd:\n    endpoints: ["e1:2379"]\n`, '"e1:2379"', /http:\/\/ or https:\/\/ URL/);
+    assertOneProblem(`${BASE}storage: etcd\nstorage_config:\n  etcd:\n    username: acmed\n`, 'acmed', /username and password go together/, 6);
+    assertOneProblem(`${BASE}storage: etcd\nstorage_config:\n  etcd:\n    tls: {cert: /c.pem}\n`, '/c.pem', /tls\.cert and tls\.key go together/);
+  });
+});
+
+describe('dns-01 and wildcard certificates', () => {
+  const DNS = [
+    'dns:',
+    '  provider: rfc2136',
+    '  rfc2136:',
+    '    server: "ns1.example.com:53"',
+    '    tsig_secret_file: /etc/acmed/tsig.key',
+  ].join('\n');
+
+  test('a wildcard name without a dns section is an error at the name', () => {
+    const text = `${BASE}certificates:\n  - names: [example.com, "*.example.com"]\n`;
+    assertOneProblem(text, '"*.example.com"', /certificates\.0\.names\.1: \*\.example\.com is a wildcard name: it needs dns-01, and dns-01 needs a "dns" section/);
+  });
+
+  test('with a dns section, a wildcard certificate uses dns-01 and is stored without "*."', () => {
+    const config = parseConfig(`${BASE}${DNS}\ncertificates:\n  - names: ["*.Example.com", example.com]\n  - names: [www.example.org]\n  - names: [mail.example.org]\n    challenge: dns-01\n`);
+    assert.deepEqual(configuredCertificates(config), [
+      { name: 'example.com', names: ['*.example.com', 'example.com'], challenge: 'dns-01' },
+      { name: 'www.example.org', names: ['www.example.org'], challenge: 'http-01' },
+      { name: 'mail.example.org', names: ['mail.example.org'], challenge: 'dns-01' },
+    ]);
+    assert.equal(certificateForHost(config, 'example.com').name, 'example.com');
+    assert.equal(certificateForHost(config, '*.Example.com').name, 'example.com', 'acmed issue "*.example.com" finds it too');
+    assert.throws(() => certificateForHost(config, '*.example.org'), /\*\.example\.org is not in "certificates"/);
+    assert.equal(isManagedName(config, 'example.com'), true);
+    assert.deepEqual(config.dns, {
+      provider: 'rfc2136', resolvers: [], propagation_timeout_seconds: 120, exec: null,
+      rfc2136: { server: 'ns1.example.com:53', zone: null, tsig_key_name: 'acmed', tsig_algorithm: 'hmac-sha256', tsig_secret_file: '/etc/acmed/tsig.key' },
+    });
+    assert.equal(config.challenge.type, 'http-01');
+  });
+
+  test('a wildcard certificate that asks for http-01 is an error at the name', () => {
+    const text = `${BASE}${DNS}\ncertificates:\n  - names: ["*.example.com"]\n    challenge: http-01\n`;
+    assertOneProblem(text, '"*.example.com"', /http-01 cannot prove it/);
+  });
+
+  test('dns-01 chosen without a dns section is an error where it is chosen', () => {
+    assertOneProblem(`${BASE}challenge:\n  type: dns-01\n`, 'dns-01', /challenge\.type: dns-01 needs a "dns" section/);
+    assertOneProblem(`${BASE}certificates:\n  - names: [a.example.com]\n    challenge: dns-01\n`, 'dns-01', /certificates\.0\.challenge: dns-01 needs a "dns" section/);
+  });
+
+  test('the provider needs its own section; algorithms and addresses are checked', () => {
+    assertOneProblem(`${BASE}dns:\n  provider: exec\n`, 'exec', /dns\.provider: provider exec needs a dns\.exec section/);
+    assertOneProblem(`${BASE}${DNS}\n    tsig_algorithm: hmac-md5\n`, 'hmac-md5', /dns\.rfc2136\.tsig_algorithm/);
+    assertOneProblem(`${BASE}${DNS}\n  resolvers: ["a b"]\n`, '"a b"', /dns\.resolvers\.0: expected "host:port"/);
+    const exec = parseConfig(`${BASE}dns:\n  provider: exec\n  exec: { command: /usr/local/bin/dns-hook }\n`);
+    assert.deepEqual(exec.dns?.exec, { command: '/usr/local/bin/dns-hook', timeout_seconds: 60 });
+  });
+
+  test('two certificates stored under one name are refused', () => {
+    const text = `${BASE}${DNS}\ncertificates:\n  - names: [example.com]\n  - names: ["*.example.com"]\n`;
+    assertOneProblem(text, '"*.example.com"', /certificates 1 and 2 would both be stored as example\.com/);
+  });
 });

@@ -90,7 +90,8 @@ test('bad list parameters are a 400 that says what is accepted', () => {
 test('without limit the API streams every row (Kong\'s shape); with limit it answers one page and `next`', async () => {
   const { listing } = await listingOf(2_345);
   const backend = { certificates: (q) => listing.page(q), ca: () => ({ up: true }) } as Partial<AdminBackend> as AdminBackend;
-  const server = http.createServer(createAdminHandler(backend, log));
+  const handler = createAdminHandler(backend, log);
+  const server = http.createServer((req, res) => handler(req, res, 'test'));
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const get = async (path: string) => {
     const resp = await fetch(`http://127.0.0.1:${(server.address() as { port: number }).port}${path}`);

@@ -10,6 +10,9 @@
 //                 otherwise the stand-in in test/standins/consul.ts
 //   vault         a real Vault when VAULT_ADDR and VAULT_TOKEN are set (KV v2 mount:
 //                 VAULT_KV_MOUNT, default "secret"), otherwise test/standins/vault.ts
+//   redis-sentinel  a master, a replica and a sentinel (test/harness/redis-sentinel.ts)
+//   redis-cluster   three masters with a replica each (test/harness/redis-cluster.ts)
+//   etcd          a real etcd started on free loopback ports (test/harness/etcd.ts)
 
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -17,12 +20,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { createConsulStorage } from '../../src/storage/consul.js';
+import { createEtcdStorage } from '../../src/storage/etcd.js';
 import { createFileStorage } from '../../src/storage/file.js';
 import { createMemoryStorage } from '../../src/storage/memory.js';
 import { createRedisStorage } from '../../src/storage/redis.js';
 import type { Storage } from '../../src/storage/storage.js';
 import { createVaultStorage } from '../../src/storage/vault.js';
+import { startEtcd } from '../harness/etcd.js';
 import { startRedis } from '../harness/redis.js';
+import { startRedisCluster } from '../harness/redis-cluster.js';
+import { startSentinelSetup } from '../harness/redis-sentinel.js';
 import { startConsulStandin } from '../standins/consul.js';
 import { startVaultStandin } from '../standins/vault.js';
 
@@ -129,6 +136,43 @@ const redis: FixtureFactory = {
   },
 };
 
+const redisBase = { host: '127.0.0.1', port: 6379, database: 0, ssl: false, ssl_verify: false, ssl_server_name: null, timeout: TIMEOUT_MS };
+
+const redisSentinel: FixtureFactory = {
+  name: 'redis-sentinel',
+  target: 'master, replica and sentinel on loopback',
+  async start() {
+    const setup = await startSentinelSetup();
+    const options = {
+      ...redisBase, auth: setup.password, sentinels: setup.sentinels,
+      sentinel_master: setup.masterName, sentinel_password: setup.sentinelPassword,
+    };
+    return tracked({
+      async space(open) {
+        const namespace = `acmed-test-${unique()}:`;
+        return { open: () => open(() => createRedisStorage({ ...options, namespace })) };
+      },
+      close: () => setup.stop(),
+    });
+  },
+};
+
+const redisCluster: FixtureFactory = {
+  name: 'redis-cluster',
+  target: '3 masters + 3 replicas on loopback',
+  async start() {
+    const cluster = await startRedisCluster();
+    const options = { ...redisBase, auth: cluster.password, cluster_nodes: cluster.nodes.slice(0, 2) };
+    return tracked({
+      async space(open) {
+        const namespace = `acmed-test-${unique()}:`;
+        return { open: () => open(() => createRedisStorage({ ...options, namespace })) };
+      },
+      close: () => cluster.stop(),
+    });
+  },
+};
+
 const consulAddr = process.env.CONSUL_HTTP_ADDR;
 const consul: FixtureFactory = {
   name: 'consul',
@@ -181,4 +225,24 @@ const vault: FixtureFactory = {
   },
 };
 
-export const fixtures: FixtureFactory[] = [memory, file, redis, consul, vault];
+const etcd: FixtureFactory = {
+  name: 'etcd',
+  target: 'etcd on loopback',
+  async start() {
+    const server = await startEtcd();
+    const options = {
+      endpoints: [server.endpoint], username: null, password: null,
+      tls: { ca: null, cert: null, key: null }, timeout: TIMEOUT_MS,
+    };
+    return tracked({
+      ioCount: () => server.requests(),
+      async space(open) {
+        const prefix = `acmed-test/${unique()}/`;
+        return { open: () => open(() => createEtcdStorage({ ...options, prefix })) };
+      },
+      close: () => server.stop(),
+    });
+  },
+};
+
+export const fixtures: FixtureFactory[] = [memory, file, redis, redisSentinel, redisCluster, consul, vault, etcd];

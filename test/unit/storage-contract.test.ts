@@ -1,9 +1,9 @@
 // The storage contract suite: the same tests (storage-contract-cases.ts) run
-// once per backend — memory, file, redis, consul, vault — followed by the
+// once per backend — memory, file, redis, consul, vault, etcd — followed by the
 // tests only one backend has (storage-contract-<backend>.ts).
 //
-// Servers: redis runs against a real redis-server the harness starts on a
-// free loopback port. consul and vault run against a real server when
+// Servers: redis and etcd run against a real redis-server / etcd the harness
+// starts on free loopback ports. consul and vault run against a real server when
 // CONSUL_HTTP_ADDR (+ CONSUL_HTTP_TOKEN) / VAULT_ADDR + VAULT_TOKEN (+
 // VAULT_KV_MOUNT, default "secret") are set, otherwise against the in-repo
 // stand-ins (test/standins/); tests that need a stand-in's hooks are skipped
@@ -12,8 +12,10 @@
 import { after, afterEach, before, describe } from 'node:test';
 import { contractCases } from './storage-contract-cases.js';
 import { consulSpecificTests } from './storage-contract-consul.js';
+import { etcdSpecificTests } from './storage-contract-etcd.js';
 import { type BackendFixture, fixtures } from './storage-contract-fixtures.js';
 import { redisSpecificTests } from './storage-contract-redis.js';
+import { replicatedRedisTests } from './storage-contract-redis-replicated.js';
 import { vaultSpecificTests } from './storage-contract-vault.js';
 
 for (const factory of fixtures) {
@@ -29,5 +31,7 @@ for (const factory of fixtures) {
 }
 
 describe('redis backend', redisSpecificTests);
+describe('redis backend: sentinel and cluster', replicatedRedisTests);
 describe('consul backend', consulSpecificTests);
 describe('vault backend', vaultSpecificTests);
+describe('etcd backend', etcdSpecificTests);

@@ -1,0 +1,38 @@
+/**
+ * How one certificate is ordered: its key (type, curve, size, reused or
+ * new), the ACME profile and the preferred chain. The global keys apply,
+ * and an entry of `certificates:` may override each for its certificate.
+ * Read at each order, so a reload applies to the next one.
+ */
+import type { Config } from './schema.js';
+
+export interface OrderSettings {
+  keyType: 'ecc' | 'rsa';
+  rsaBits: number;
+  curve: 'P-256' | 'P-384';
+  preferredChain: string | null;
+  profile: string | null;
+  reuseKey: boolean;
+}
+
+export function orderSettings(config: Config, name: string): OrderSettings {
+  const entry = config.certificates.find((c) => c.names[0] === name);
+  return {
+    keyType: entry?.cert_type ?? config.cert_type,
+    rsaBits: entry?.rsa_key_size ?? config.rsa_key_size,
+    curve: entry?.ecc_curve ?? config.ecc_curve,
+    preferredChain: entry?.preferred_chain !== undefined ? entry.preferred_chain : config.preferred_chain,
+    profile: entry?.profile !== undefined ? entry.profile : config.profile,
+    reuseKey: entry?.reuse_key ?? config.reuse_key,
+  };
+}
+
+/** Every profile the config asks for, with where: the global key or a certificate's entry. */
+export function requestedProfiles(config: Config): { profile: string; path: (string | number)[] }[] {
+  const found: { profile: string; path: (string | number)[] }[] = [];
+  if (config.profile) found.push({ profile: config.profile, path: ['profile'] });
+  config.certificates.forEach((c, i) => {
+    if (c.profile) found.push({ profile: c.profile, path: ['certificates', i, 'profile'] });
+  });
+  return found;
+}
