@@ -8,7 +8,6 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,7 +17,7 @@ import { Redis } from 'ioredis';
 import { freePort } from '../harness/ports.js';
 import { startPebble, type PebbleHandle } from '../harness/pebble.js';
 import { startRedis, type RedisServer } from '../harness/redis.js';
-import { startAcmed, type AcmedHandle } from '../harness/acmed.js';
+import { startAcmed, type AcmedHandle, adminPost } from '../harness/acmed.js';
 
 const run = promisify(execFile);
 
@@ -73,40 +72,8 @@ after(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-interface AdminAnswer { status: number; body: any }
-
 /** What `acmed issue` does: POST /acme over the admin socket, waiting for the order. */
-function issueVia(instance: AcmedHandle, host: string): Promise<AdminAnswer> {
-  return new Promise((resolve, reject) => {
-    const req = http.request({
-      socketPath: instance.socketPath, method: 'POST', path: '/acme', agent: false,
-      headers: { 'content-type': 'application/json' },
-    }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => { text += d; });
-      res.on('end', () => {
-        try {
-          resolve({ status: res.statusCode!, body: JSON.parse(text) });
-        } catch {
-          resolve({ status: res.statusCode!, body: text });
-        }
-      });
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.end(JSON.stringify({ host }));
-  });
-}
-
-/**
- * New orders Pebble created. Its "POST /order-plz" line is logged before the
- * nonce check, so a rejected nonce (5% by default) and the client's retry
- * log it twice for one order; "Added order" is logged once per order stored.
- */
-function orderCount(): number {
-  return pebble.logs().split('\n').filter((line) => line.includes('Added order "')).length;
-}
+const issueVia = (instance: AcmedHandle, host: string) => adminPost(instance.socketPath, '/acme', { host });
 
 async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 30_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -125,7 +92,7 @@ test('30 names requested through all three instances at once: 90 successes, 30 o
   // and most orders are answered by an instance that did not place them.
   await Promise.all(names.map((name, i) => pebble.addA(name, [INSTANCE_ADDRESSES[i % 3]])));
 
-  const ordersBefore = orderCount();
+  const ordersBefore = pebble.ordersAdded();
   const started = Date.now();
   const requests = names.flatMap((name) => instances.map(async (instance, k) => ({ name, k, answer: await issueVia(instance, name) })));
   const results = await Promise.all(requests);
@@ -143,9 +110,9 @@ test('30 names requested through all three instances at once: 90 successes, 30 o
   }
 
   // Pebble logs one line per newOrder; let the last lines arrive before counting.
-  await waitFor('30 order lines', () => orderCount() - ordersBefore >= 30, 5_000);
+  await waitFor('30 order lines', () => pebble.ordersAdded() - ordersBefore >= 30, 5_000);
   await sleep(300);
-  assert.equal(orderCount() - ordersBefore, 30, 'exactly one order per name');
+  assert.equal(pebble.ordersAdded() - ordersBefore, 30, 'exactly one order per name');
 
   // Validations really crossed instances: instances answered tokens for orders they did not place.
   const answeredBy = () => instances.map((i) => (i.logs().match(/answered http-01 challenge/g) ?? []).length);
@@ -212,7 +179,7 @@ test('an instance killed while holding a name\'s lock: another takes the lock ov
   // Validation now goes to B, and B is asked for the same name.
   await pebble.clearA(name);
   await pebble.addA(name, [INSTANCE_ADDRESSES[1]]);
-  const ordersBefore = orderCount();
+  const ordersBefore = pebble.ordersAdded();
   const answer = await issueVia(b, name);
   const took = Date.now() - killedAt;
 
@@ -226,7 +193,7 @@ test('an instance killed while holding a name\'s lock: another takes the lock ov
   assert.ok(took < LOCK_TTL_SECONDS * 1000 + 20_000, `B took ${took} ms`);
   // A kept its order in the shared index as soon as the CA answered newOrder: B resumes it instead of paying for another.
   assert.equal(answer.body.data.resumed, true, JSON.stringify(answer.body.data));
-  assert.equal(orderCount() - ordersBefore, 0, 'no new order');
+  assert.equal(pebble.ordersAdded() - ordersBefore, 0, 'no new order');
 
   assert.equal(await redis.exists(lockKey), 0, 'the lock is gone afterwards');
   const fields = await redis.hgetall(`${NAMESPACE}certs/${name}`);

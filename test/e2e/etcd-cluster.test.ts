@@ -8,7 +8,6 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,7 +17,7 @@ import { Etcd3 } from 'etcd3';
 import { freePort } from '../harness/ports.js';
 import { startEtcd, type EtcdServer } from '../harness/etcd.js';
 import { startPebble, type PebbleHandle } from '../harness/pebble.js';
-import { startAcmed, type AcmedHandle } from '../harness/acmed.js';
+import { startAcmed, type AcmedHandle, adminPost } from '../harness/acmed.js';
 import { waitFor } from '../harness/wait.js';
 
 const run = promisify(execFile);
@@ -72,35 +71,8 @@ after(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-interface AdminAnswer { status: number; body: any }
-
-function issueVia(instance: AcmedHandle, host: string): Promise<AdminAnswer> {
-  return new Promise((resolve, reject) => {
-    const req = http.request({
-      socketPath: instance.socketPath, method: 'POST', path: '/acme', agent: false,
-      headers: { 'content-type': 'application/json' },
-    }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => { text += d; });
-      res.on('end', () => {
-        try {
-          resolve({ status: res.statusCode!, body: JSON.parse(text) });
-        } catch {
-          resolve({ status: res.statusCode!, body: text });
-        }
-      });
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.end(JSON.stringify({ host }));
-  });
-}
-
-/** Orders Pebble stored ("Added order" is logged once per order, retries of a rejected nonce included). */
-function orderCount(): number {
-  return pebble.logs().split('\n').filter((line) => line.includes('Added order "')).length;
-}
+/** What `acmed issue` does: POST /acme over the admin socket, waiting for the order. */
+const issueVia = (instance: AcmedHandle, host: string) => adminPost(instance.socketPath, '/acme', { host });
 
 const answered = (instance: AcmedHandle) => (instance.logs().match(/answered http-01 challenge/g) ?? []).length;
 
@@ -115,7 +87,7 @@ test('20 names, each ordered through one instance and validated at the other, th
   await Promise.all(names.map((name, i) => pebble.addA(name, [ADDRESSES[(i + 1) % 2]])));
   const answeredBefore = instances.map(answered);
 
-  const ordersBefore = orderCount();
+  const ordersBefore = pebble.ordersAdded();
   const started = Date.now();
   const first = await Promise.all(names.map(async (name, i) => ({ name, answer: await issueVia(instances[i % 2], name) })));
   t.diagnostic(`20 names issued in ${Date.now() - started} ms`);
@@ -135,7 +107,7 @@ test('20 names, each ordered through one instance and validated at the other, th
     assert.equal(r.answer.body.data.issued, false, `${r.name} was ordered twice`);
   }
   await sleep(300); // Pebble's last log lines
-  assert.equal(orderCount() - ordersBefore, 20, 'exactly one order per name');
+  assert.equal(pebble.ordersAdded() - ordersBefore, 20, 'exactly one order per name');
 
   const rootPath = join(dir, 'root.pem');
   await writeFile(rootPath, await pebble.rootPem());
@@ -192,7 +164,7 @@ test('an instance killed with SIGKILL while holding a name\'s lock: the other ta
 
   await pebble.clearA(name);
   await pebble.addA(name, [ADDRESSES[1]]);
-  const ordersBefore = orderCount();
+  const ordersBefore = pebble.ordersAdded();
   const answer = await issueVia(b, name);
   const took = Date.now() - killedAt;
   t.diagnostic(`B answered ${took} ms after the kill`);
@@ -202,7 +174,7 @@ test('an instance killed with SIGKILL while holding a name\'s lock: the other ta
   assert.ok(took >= (LOCK_TTL_SECONDS * 1000 * 2) / 3 - 200, `B waited about the lock TTL: ${took} ms`);
   assert.ok(took < LOCK_TTL_SECONDS * 1000 + 20_000, `B took ${took} ms`);
   assert.equal(answer.body.data.resumed, true, JSON.stringify(answer.body.data));
-  assert.equal(orderCount() - ordersBefore, 0, 'no new order');
+  assert.equal(pebble.ordersAdded() - ordersBefore, 0, 'no new order');
 
   assert.equal(await etcd.get(lockKey).exists(), false, 'the lock is gone afterwards');
   const files = await storedCertificate(name);

@@ -60,25 +60,20 @@ function postAcme(body: Record<string, unknown>): Promise<{ status: number; body
   });
 }
 
-/** Orders Pebble created. */
-function orderCount(): number {
-  return pebble.logs().split('\n').filter((line) => line.includes('Added order "')).length;
-}
-
 test('acmed issue --check-only reaches acmed and orders nothing', async () => {
-  const orders = orderCount();
+  const orders = pebble.ordersAdded();
   const result = await acmed.cli(['issue', 'check.example.com', '--check-only']);
   assert.equal(result.code, 0, result.stderr);
   assert.match(result.stdout, /^ok: http:\/\/check\.example\.com:\d+\/\.well-known\/acme-challenge\/[\w-]+ answered with the probe's key authorization: acmed \(this instance or one sharing its store\) answers http-01 for check\.example\.com\n$/);
   const json = await acmed.cli(['issue', 'check.example.com', '--check-only', '--json']);
   const data = JSON.parse(json.stdout) as { ok: boolean; reached: string; address: string };
   assert.deepEqual([data.ok, data.reached, data.address], [true, 'acmed', '127.0.0.1']);
-  assert.equal(orderCount(), orders);
+  assert.equal(pebble.ordersAdded(), orders);
   assert.ok(!existsSync(join(acmed.storagePath, 'live', 'check.example.com')));
 });
 
 test('--check-only says what was reached instead: another server, nothing listening', async () => {
-  const orders = orderCount();
+  const orders = pebble.ordersAdded();
   const foreignResult = await acmed.cli(['issue', 'foreign.example.com', '--check-only']);
   assert.equal(foreignResult.code, 1);
   assert.equal(foreignResult.stderr.trim().split('\n').length, 1);
@@ -93,7 +88,7 @@ test('--check-only says what was reached instead: another server, nothing listen
   assert.equal(failing.status, 400);
   assert.equal(failing.body.kind, 'preflight_failed');
   assert.equal(failing.body.data?.reached, 'other_server');
-  assert.equal(orderCount(), orders);
+  assert.equal(pebble.ordersAdded(), orders);
 });
 
 test('hosts acmed would not order for are refused before any probe', async () => {
@@ -106,7 +101,7 @@ test('hosts acmed would not order for are refused before any probe', async () =>
 });
 
 test('preflight_check: a failed probe fails the order before it is placed; a passing one lets it through', async () => {
-  const orders = orderCount();
+  const orders = pebble.ordersAdded();
   const failed = await acmed.cli(['issue', 'foreign.example.com']);
   assert.equal(failed.code, 1);
   const refusedAgain = await postAcme({ host: 'foreign.example.com', force: true });
@@ -117,7 +112,7 @@ test('preflight_check: a failed probe fails the order before it is placed; a pas
   assert.equal(backedOff.status, 409);
   assert.equal(backedOff.body.kind, 'backoff');
   assert.match(failed.stderr, /^acmed: http-01 preflight for foreign\.example\.com failed: .*nginx.*; no ACME order was placed$/m);
-  assert.equal(orderCount(), orders, 'no order at the CA');
+  assert.equal(pebble.ordersAdded(), orders, 'no order at the CA');
   const show = await acmed.cli(['show', 'foreign.example.com', '--json']);
   const row = JSON.parse(show.stdout) as { status: string; last_error: string };
   assert.equal(row.status, 'failed');
@@ -125,7 +120,7 @@ test('preflight_check: a failed probe fails the order before it is placed; a pas
 
   const issued = await acmed.cli(['issue', 'good.example.com']);
   assert.equal(issued.code, 0, issued.stderr);
-  assert.equal(orderCount(), orders + 1);
+  assert.equal(pebble.ordersAdded(), orders + 1);
   assert.ok(existsSync(join(acmed.storagePath, 'live', 'good.example.com', 'fullchain.pem')));
 
   const metrics = await new Promise<string>((resolve, reject) => {

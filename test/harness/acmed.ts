@@ -1,6 +1,7 @@
 // Runs acmed as a user would: `bin/acmed run --config F` as a child process,
 // and the CLI as fresh processes talking to its admin socket.
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import http from 'node:http';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -99,4 +100,25 @@ export function runCli(args: string[], env: NodeJS.ProcessEnv = process.env): Pr
 
 export async function removeDir(dir: string): Promise<void> {
   if (existsSync(dir)) await rm(dir, { recursive: true, force: true });
+}
+
+/** An admin request over a unix socket, as the CLI sends it; the answer's JSON (or its text when it is not JSON). */
+export function adminPost(socketPath: string, path: string, body: unknown, method = 'POST'): Promise<{ status: number; body: any }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ socketPath, method, path, agent: false, headers: { 'content-type': 'application/json' } }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => { text += d; });
+      res.on('end', () => {
+        try {
+          resolve({ status: res.statusCode!, body: JSON.parse(text) });
+        } catch {
+          resolve({ status: res.statusCode!, body: text });
+        }
+      });
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(JSON.stringify(body));
+  });
 }

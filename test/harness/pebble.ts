@@ -80,6 +80,11 @@ export interface PebbleHandle {
   clearA(host: string): Promise<void>;
   /** Pebble's output since the first start, across kill()/start(). */
   logs(): string;
+  /**
+   * Orders Pebble created: "Added order" is logged once per order stored
+   * (its "POST /order-plz" line repeats when a nonce is rejected and resent).
+   */
+  ordersAdded(): number;
   /** Stops Pebble only; the temp dir, config, ports and challtestsrv stay, for start(). */
   kill(): Promise<void>;
   /**
@@ -304,6 +309,7 @@ export async function startPebble(opts: PebbleOptions): Promise<PebbleHandle> {
         await expectOk(fetchText(`${dnsMgmtUrl}/clear-a`, '', 'POST', JSON.stringify({ host })), 'clear-a');
       },
       logs: () => earlierOutput + (pebble?.output() ?? ''),
+      ordersAdded: () => (earlierOutput + (pebble?.output() ?? '')).split('\n').filter((line) => line.includes('Added order "')).length,
       kill: killPebbleChild,
       start: async () => {
         if (pebble) throw new Error('pebble is already running; kill() it first');
