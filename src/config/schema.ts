@@ -69,6 +69,34 @@ const vaultStorage = z.strictObject({
   jwt_path: z.string().nullable().default(null),
 });
 
+const kubernetesStorage = z.strictObject({
+  /** null: acmed's own namespace (the kubeconfig context's, or the pod's). */
+  namespace: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'a Kubernetes namespace name (lower case, digits, "-")').max(63).nullable().default(null),
+  /** Starts every object name acmed stores, and is its acmed.io/store label: two acmed deployments in one namespace need two. */
+  prefix: z.string().regex(/^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$/, '1-32 lower-case letters, digits or "-", starting and ending with a letter or digit').default('acmed'),
+  /** Milliseconds an API call may take. */
+  timeout: z.number().int().positive().default(5000),
+});
+
+const objectName = z.string().regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'a Kubernetes object name (lower case, digits, "-", ".")').max(253);
+
+const kubernetes = z.strictObject({
+  /** Watch annotated Ingresses and keep their TLS Secrets issued (kube-lego's job). */
+  enabled: z.boolean().default(false),
+  /** null: the pod's service account (in-cluster). */
+  kubeconfig: z.string().min(1).nullable().default(null),
+  /** Namespaces whose Ingresses are watched; empty: all. */
+  namespaces: z.array(z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'a Kubernetes namespace name')).default([]),
+  /** Only Ingresses of this class (spec.ingressClassName, or the kubernetes.io/ingress.class annotation); null: any. */
+  ingress_class: z.string().min(1).nullable().default(null),
+  /** acmed's own Ingress, in its namespace, that routes /.well-known/acme-challenge/ for every managed host to challenge_service. */
+  challenge_ingress: objectName.default('acmed-challenges'),
+  challenge_service: z.strictObject({
+    name: objectName.default('acmed'),
+    port: z.number().int().min(1).max(65535).default(80),
+  }).default({ name: 'acmed', port: 80 }),
+});
+
 export const configSchema = z.strictObject({
   account_email: z.email(),
   tos_accepted: z.literal(true, {
@@ -103,7 +131,7 @@ export const configSchema = z.strictObject({
   admin: z.strictObject({
     socket: z.string().min(1).default('/run/acmed/admin.sock'),
   }).default({ socket: '/run/acmed/admin.sock' }),
-  storage: z.enum(['file', 'memory', 'redis', 'consul', 'vault']).default('file'),
+  storage: z.enum(['file', 'memory', 'redis', 'consul', 'vault', 'kubernetes']).default('file'),
   /**
    * Several acmed instances share this storage (and answer http-01 for each
    * other). Redis, Consul and Vault are always treated as shared; file storage
@@ -129,12 +157,15 @@ export const configSchema = z.strictObject({
     redis: redisStorage.default(redisStorage.parse({})),
     consul: consulStorage.default(consulStorage.parse({})),
     vault: vaultStorage.default(vaultStorage.parse({})),
+    kubernetes: kubernetesStorage.default(kubernetesStorage.parse({})),
   }).default({
     file: fileStorage.parse({}),
     redis: redisStorage.parse({}),
     consul: consulStorage.parse({}),
     vault: vaultStorage.parse({}),
+    kubernetes: kubernetesStorage.parse({}),
   }),
+  kubernetes: kubernetes.default(kubernetes.parse({})),
 }).superRefine((config, ctx) => {
   if (config.cluster && config.storage === 'memory') {
     ctx.addIssue({ code: 'custom', path: ['storage'], message: 'memory storage lives in one process; several instances (cluster: true) need file, redis, consul or vault' });

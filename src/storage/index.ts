@@ -18,6 +18,9 @@ const backends: Record<Config['storage'], Factory | undefined> = {
   redis: async (config) => (await import('./redis.js')).createRedisStorage(config.storage_config.redis),
   consul: async (config) => (await import('./consul.js')).createConsulStorage(config.storage_config.consul),
   vault: async (config) => (await import('./vault.js')).createVaultStorage(config.storage_config.vault),
+  kubernetes: async (config) => (await import('./kubernetes.js')).createKubernetesStorage({
+    ...config.storage_config.kubernetes, kubeconfig: config.kubernetes.kubeconfig,
+  }),
 };
 
 export class UnsupportedStorageError extends Error {

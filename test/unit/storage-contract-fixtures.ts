@@ -10,6 +10,8 @@
 //                 otherwise the stand-in in test/standins/consul.ts
 //   vault         a real Vault when VAULT_ADDR and VAULT_TOKEN are set (KV v2 mount:
 //                 VAULT_KV_MOUNT, default "secret"), otherwise test/standins/vault.ts
+//   kubernetes    a real cluster when KUBECONFIG is set (its context's namespace; each
+//                 space is its own object-name prefix), otherwise test/standins/kubernetes.ts
 
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -21,9 +23,11 @@ import { createFileStorage } from '../../src/storage/file.js';
 import { createMemoryStorage } from '../../src/storage/memory.js';
 import { createRedisStorage } from '../../src/storage/redis.js';
 import type { Storage } from '../../src/storage/storage.js';
+import { createKubernetesStorage } from '../../src/storage/kubernetes.js';
 import { createVaultStorage } from '../../src/storage/vault.js';
 import { startRedis } from '../harness/redis.js';
 import { startConsulStandin } from '../standins/consul.js';
+import { startKubernetesStandin } from '../standins/kubernetes.js';
 import { startVaultStandin } from '../standins/vault.js';
 
 export const TIMEOUT_MS = 1000;
@@ -181,4 +185,22 @@ const vault: FixtureFactory = {
   },
 };
 
-export const fixtures: FixtureFactory[] = [memory, file, redis, consul, vault];
+const kubeconfigEnv = process.env.KUBECONFIG;
+const kubernetes: FixtureFactory = {
+  name: 'kubernetes',
+  target: kubeconfigEnv ? `real cluster of ${kubeconfigEnv}` : 'stand-in',
+  async start() {
+    const standin = kubeconfigEnv ? null : await startKubernetesStandin();
+    const kubeconfig = kubeconfigEnv ?? await standin!.kubeconfig('acmed');
+    return tracked({
+      ioCount: standin ? async () => standin.requests.length : undefined,
+      async space(open) {
+        const prefix = `t${unique()}`;
+        return { open: () => open(() => createKubernetesStorage({ kubeconfig, namespace: null, prefix, timeout: TIMEOUT_MS * 5 })) };
+      },
+      close: async () => standin?.close(),
+    });
+  },
+};
+
+export const fixtures: FixtureFactory[] = [memory, file, redis, consul, vault, kubernetes];

@@ -1,5 +1,5 @@
 // The storage contract suite: the same tests (storage-contract-cases.ts) run
-// once per backend — memory, file, redis, consul, vault — followed by the
+// once per backend — memory, file, redis, consul, vault, kubernetes — followed by the
 // tests only one backend has (storage-contract-<backend>.ts).
 //
 // Servers: redis runs against a real redis-server the harness starts on a
