@@ -11,8 +11,11 @@ const STOP_DEADLINE_MS = 10_000;
 export async function checkConfig(flag?: string): Promise<number> {
   const file = resolveConfigPath(flag);
   try {
-    await loadConfig(file);
+    const config = await loadConfig(file);
     process.stdout.write(`${file}: ok\n`);
+    if (config.kubernetes.enabled && config.domains.length === 0) {
+      process.stdout.write(`${file}: note: kubernetes.enabled with an empty "domains" allowlist: acmed orders whatever names annotated Ingresses ask for\n`);
+    }
     return 0;
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;

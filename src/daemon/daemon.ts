@@ -44,6 +44,7 @@ import { Issuer, ShuttingDownError } from './issuer.js';
 import { logJobEvents } from './outcome-log.js';
 import { CertificateListing, type ListPage, type ListQuery } from './listing.js';
 import { activationFds } from './systemd.js';
+import type { IngressSource } from '../kubernetes/ingress-source.js';
 
 export interface DaemonOptions {
   config: Config;
@@ -83,6 +84,11 @@ export class Daemon {
   readonly hooks: DeployHooks;
   readonly issuer: Issuer;
   private readonly listing: CertificateListing;
+  /** The Ingress source, when kubernetes.enabled. */
+  kubernetes?: IngressSource;
+  /** Certificates annotated Ingresses ask for, managed beside `certificates`. */
+  private ingressCertificates: ManagedCertificate[] = [];
+  private managedCache?: { base: Config; certs: ManagedCertificate[]; config: Config };
 
   private constructor(
     private current: Config,
@@ -100,16 +106,17 @@ export class Daemon {
       engine: () => this.engine(), storage, index, spool, ca, tokens, log, now,
       keyType: () => ({ keyType: this.current.cert_type, rsaBits: this.current.rsa_key_size }),
       lockTtlMs: () => this.current.lock_ttl_seconds * 1000,
+      beforeOrder: (cert) => this.kubernetes?.beforeOrder(cert) ?? Promise.resolve(),
     });
     this.queue = new WorkQueue(current.max_concurrent_orders);
     this.renewer = new Renewer({
-      config: () => this.current, index, storage, ca, log, timers: timers ?? { ...realTimers, now },
+      config: () => this.managedConfig(), index, storage, ca, log, timers: timers ?? { ...realTimers, now },
       engine: () => this.engine(),
       submit: (cert, opts) => this.submit(cert, opts?.force),
     });
     this.hooks = new DeployHooks((outcome) => this.runHook(outcome));
     this.listing = new CertificateListing({
-      index, storage, config: () => this.current, queued: () => new Set(this.queue.pending), now,
+      index, storage, config: () => this.managedConfig(), queued: () => new Set(this.queue.pending), now,
     });
     // One outcome event per job; everything that reacts to a job listens here.
     this.issuer.on('outcome', recordJobEvents(index, {
@@ -120,6 +127,7 @@ export class Daemon {
     this.issuer.on('outcome', logJobEvents(log));
     this.issuer.on('outcome', this.hooks.onEvent);
     this.issuer.on('outcome', (event) => this.renewer.afterJob(event));
+    this.issuer.on('outcome', (event) => this.kubernetes?.onOutcome(event));
     this.metrics = createMetrics({
       issuer: this.issuer, hooks: this.hooks, index, ca,
       acmeRequests: () => this.loadedEngine?.requestCount,
@@ -136,6 +144,39 @@ export class Daemon {
 
   get config(): Config {
     return this.current;
+  }
+
+  /**
+   * The config as the planners see it: `certificates` plus what annotated
+   * Ingresses ask for. One object per change, since the managed-name lookups
+   * are cached per config object.
+   */
+  private managedConfig(): Config {
+    const cache = this.managedCache;
+    if (cache && cache.base === this.current && cache.certs === this.ingressCertificates) return cache.config;
+    const config = this.ingressCertificates.length === 0 ? this.current : {
+      ...this.current, certificates: [...this.current.certificates, ...this.ingressCertificates.map((c) => ({ names: c.names }))],
+    };
+    this.managedCache = { base: this.current, certs: this.ingressCertificates, config };
+    return config;
+  }
+
+  /** Starts the Ingress source (kubernetes.enabled): loads the credentials, lists, then watches. */
+  private async startKubernetes(): Promise<void> {
+    const [{ IngressSource }, { loadKubeConfig, ownNamespace }] = await Promise.all([
+      import('../kubernetes/ingress-source.js'), import('../kubernetes/client.js'),
+    ]);
+    const kc = loadKubeConfig(this.current.kubernetes.kubeconfig);
+    this.kubernetes = new IngressSource({
+      kc, namespace: ownNamespace(kc), config: () => this.current, storage: this.storage, log: this.log, now: this.now,
+      submit: (cert) => this.submit(cert),
+      onCertificates: (certs) => {
+        this.ingressCertificates = certs;
+        this.listing.invalidate();
+        void this.renewer.planAll().catch(() => {});
+      },
+    });
+    await this.kubernetes.start();
   }
 
   static async start(opts: DaemonOptions): Promise<Daemon> {
@@ -168,6 +209,14 @@ export class Daemon {
     void daemon.engine().catch(() => {});
     daemon.indexLoaded = daemon.loadState();
     await daemon.indexLoaded;
+    if (config.kubernetes.enabled) {
+      try {
+        await daemon.startKubernetes();
+      } catch (err) {
+        await daemon.stop();
+        throw err;
+      }
+    }
     return daemon;
   }
 
@@ -310,7 +359,7 @@ export class Daemon {
 
   /** A job for a host, waiting for its result and its deploy hook (acmed issue, POST /acme). */
   async issue(host: string, force = false): Promise<IssueOutcome> {
-    const outcome = await this.submit(certificateForHost(this.current, host), force);
+    const outcome = await this.submit(certificateForHost(this.managedConfig(), host), force);
     const hook = await this.hooks.resultOf(outcome);
     return hook ? { ...outcome, deployHook: { ok: hook.ok, exitCode: hook.exitCode, timedOut: hook.timedOut, output: hook.output } } : outcome;
   }
@@ -327,8 +376,11 @@ export class Daemon {
     if (storageChanged.length > 0) {
       this.log.warn({ keys: storageChanged }, 'storage settings changed; they take effect on restart');
     }
+    if (!isDeepStrictEqual(previous.kubernetes, next.kubernetes)) {
+      this.log.warn({ keys: ['kubernetes'] }, 'kubernetes settings changed; they take effect on restart');
+    }
     const applied: Config = {
-      ...next, storage: previous.storage, storage_config: previous.storage_config, haproxy_pem: previous.haproxy_pem,
+      ...next, storage: previous.storage, storage_config: previous.storage_config, haproxy_pem: previous.haproxy_pem, kubernetes: previous.kubernetes,
       spool_dir: previous.spool_dir, min_free_mb: previous.min_free_mb,
     };
     this.current = applied;
@@ -360,6 +412,7 @@ export class Daemon {
   stop(): Promise<void> {
     this.stopped ??= (async () => {
       this.issuer.stopAccepting();
+      await this.kubernetes?.stop().catch(() => {});
       this.queue.cancelWaiting(() => new ShuttingDownError());
       // No new admin connections; the ones waiting on an order get their answer below.
       const adminClosed = this.adminServer ? closeAdminSocket(this.adminServer, this.current.admin.socket) : Promise.resolve();

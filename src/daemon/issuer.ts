@@ -81,6 +81,8 @@ export interface IssuerOptions {
   keyType: () => { keyType: 'ecc' | 'rsa'; rsaBits: number };
   lockTtlMs: () => number;
   now?: () => number;
+  /** Runs right before each order (the Kubernetes challenge Ingress is brought up to date there). */
+  beforeOrder?: (cert: ManagedCertificate) => Promise<void>;
 }
 
 export class Issuer extends EventEmitter<{ outcome: [JobEvent] }> {
@@ -188,6 +190,7 @@ export class Issuer extends EventEmitter<{ outcome: [JobEvent] }> {
         answered = true;
         throw new AccountUnavailableError(err);
       });
+      await this.opts.beforeOrder?.(cert);
       const resume = await this.pendingOrder(cert);
       const issued = await engine.issue({
         names: cert.names, ...this.opts.keyType(), replaces, signal, resume,
