@@ -6,7 +6,7 @@
 # then the benchmark at tiny sizes so it cannot rot (it times nothing here).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install-deps.sh lego redis-server
+bash scripts/install-deps.sh lego redis-server kubectl
 # Tests, harness and benchmarks are type-checked too (the build covers src/ only).
 npx tsc -p tsconfig.check.json
 node --import tsx --test --test-concurrency=1 test/unit/*.test.ts test/e2e/*.test.ts
