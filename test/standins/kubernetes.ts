@@ -7,7 +7,7 @@
 //               AlreadyExists), PUT (replace; 409 Conflict on a stale
 //               metadata.resourceVersion), PATCH (merge and strategic-merge
 //               patch), DELETE (with preconditions; 409 Conflict)
-// for secrets, services, serviceaccounts (v1), ingresses
+// for secrets, services, configmaps, serviceaccounts (v1), ingresses
 // (networking.k8s.io/v1), leases (coordination.k8s.io/v1), deployments
 // (apps/v1), roles/rolebindings/clusterroles/clusterrolebindings
 // (rbac.authorization.k8s.io/v1) and namespaces. Failures are Status objects.
@@ -31,6 +31,7 @@ import { ApiFailure, type KubeObject, ObjectStore, parseSelector, type ResourceT
 const TYPES: ResourceType[] = [
   { group: '', version: 'v1', resource: 'secrets', kind: 'Secret', namespaced: true },
   { group: '', version: 'v1', resource: 'services', kind: 'Service', namespaced: true },
+  { group: '', version: 'v1', resource: 'configmaps', kind: 'ConfigMap', namespaced: true },
   { group: '', version: 'v1', resource: 'serviceaccounts', kind: 'ServiceAccount', namespaced: true },
   { group: '', version: 'v1', resource: 'namespaces', kind: 'Namespace', namespaced: false },
   { group: 'apps', version: 'v1', resource: 'deployments', kind: 'Deployment', namespaced: true },
