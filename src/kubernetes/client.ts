@@ -51,5 +51,7 @@ export function describeApiError(err: unknown): string {
   } catch {
     message = typeof body === 'string' ? body.slice(0, 200) : undefined;
   }
+  // Some statuses (401, 403) come without a parsed body; the exception's own "Message:" line names them.
+  message ??= /\nMessage: ([^\n]+)/.exec((err as Error).message ?? '')?.[1];
   return `HTTP ${code}${message ? `: ${message}` : ''}`;
 }

@@ -13,6 +13,7 @@ import { after, afterEach, before, describe } from 'node:test';
 import { contractCases } from './storage-contract-cases.js';
 import { consulSpecificTests } from './storage-contract-consul.js';
 import { type BackendFixture, fixtures } from './storage-contract-fixtures.js';
+import { kubernetesSpecificTests } from './storage-contract-kubernetes.js';
 import { redisSpecificTests } from './storage-contract-redis.js';
 import { vaultSpecificTests } from './storage-contract-vault.js';
 
@@ -31,3 +32,4 @@ for (const factory of fixtures) {
 describe('redis backend', redisSpecificTests);
 describe('consul backend', consulSpecificTests);
 describe('vault backend', vaultSpecificTests);
+describe('kubernetes backend', kubernetesSpecificTests);
