@@ -56,6 +56,8 @@ export class IngressSource {
   private timer?: NodeJS.Timeout;
   private syncing: Promise<void> = Promise.resolve();
   private again = false;
+  /** What the next pass must check: everything, or the Secrets named (namespace/name). */
+  private dirty: { all: boolean; secrets: Set<string> } = { all: true, secrets: new Set() };
   private readonly ordering = new Set<string>();
   private stopped = false;
 
@@ -79,7 +81,11 @@ export class IngressSource {
       path: ns ? `/api/v1/namespaces/${ns}/secrets` : '/api/v1/secrets',
       list: () => (ns ? core.listNamespacedSecret({ namespace: ns, labelSelector: selector }) : core.listSecretForAllNamespaces({ labelSelector: selector })),
     }));
-    for (const w of [...this.ingressWatchers, ...this.secretWatchers]) w.on('change', () => this.schedule());
+    // An Ingress event changes the plan, which says itself what changed; a Secret event concerns that Secret.
+    for (const w of this.ingressWatchers) w.on('change', (ingress) => this.schedule(ingress ? undefined : 'all'));
+    for (const w of this.secretWatchers) {
+      w.on('change', (secret) => this.schedule(secret ? `${secret.metadata?.namespace}/${secret.metadata?.name}` : 'all'));
+    }
     this.secrets = new IngressSecrets(kc);
     this.challengeIngress = new ChallengeIngress({
       kc, namespace: opts.namespace, name: k8s.challenge_ingress, service: k8s.challenge_service, ingressClass: k8s.ingress_class,
@@ -88,7 +94,7 @@ export class IngressSource {
 
   async start(): Promise<void> {
     await Promise.all([...this.ingressWatchers, ...this.secretWatchers].map((w) => w.start()));
-    this.schedule();
+    this.schedule('all');
   }
 
   async stop(): Promise<void> {
@@ -116,9 +122,15 @@ export class IngressSource {
     }
   };
 
-  /** A full pass soon; passes never overlap, and a change during one leads to one more. */
-  private schedule(): void {
+  /**
+   * A pass soon: over everything ('all': at start, after the API server was
+   * away), or over what changed. Passes never overlap; a change during one
+   * leads to one more.
+   */
+  private schedule(what?: 'all' | string): void {
     if (this.stopped) return;
+    if (what === 'all') this.dirty.all = true;
+    else if (what) this.dirty.secrets.add(what);
     clearTimeout(this.timer);
     this.timer = setTimeout(() => {
       this.again = true;
@@ -140,12 +152,21 @@ export class IngressSource {
     }
     this.refusalsLogged = new Set(plan.refused.map((r) => `${r.namespace}/${r.ingress}: ${r.reason}`));
     const before = this.plan;
+    const dirty = this.dirty;
+    this.dirty = { all: false, secrets: new Set() };
     this.plan = plan;
     if (!isDeepStrictEqual(before.certificates, plan.certificates)) {
       this.opts.log.info({ certificates: plan.certificates.length, secrets: plan.targets.length }, 'Ingresses read: managed certificates updated');
       this.opts.onCertificates(plan.certificates);
     }
-    for (const cert of plan.certificates) await this.reconcile(cert);
+    const targetsOf = (p: IngressPlan, name: string) => p.targets.filter((t) => t.certName === name);
+    for (const cert of plan.certificates) {
+      const changed = dirty.all
+        || !isDeepStrictEqual(before.certificates.find((c) => c.name === cert.name), cert)
+        || !isDeepStrictEqual(targetsOf(before, cert.name), targetsOf(plan, cert.name))
+        || targetsOf(plan, cert.name).some((t) => dirty.secrets.has(`${t.namespace}/${t.secretName}`));
+      if (changed) await this.reconcile(cert);
+    }
   }
 
   /** Brings the Secrets of one certificate in line with storage, or asks for a job when storage has nothing usable. */
