@@ -242,6 +242,11 @@ test('the API server away for 20 s (and its watch history gone): acmed carries o
   await applyIngress('later', [{ hosts: ['later.example.com'], secretName: 'later-tls' }]);
   assertValidPair(await secretCovering('later-tls', ['later.example.com']), ['later.example.com']);
   assert.ok(replicas.every((r) => r.logs().includes('the Kubernetes API server answers again')), logs());
+  // Nothing secret reached the logs through all of this: no key, no bearer token.
+  for (const replica of replicas) {
+    assert.doesNotMatch(replica.logs(), /PRIVATE KEY/);
+    assert.ok(!replica.logs().includes(standin!.token), 'the bearer token is not logged');
+  }
   // Per replica: one list to see the server is back, then the watch from its old resourceVersion gets 410 and it lists again.
   const lists = standin!.requests.slice(sinceBack).filter((r) => r === 'GET /apis/networking.k8s.io/v1/ingresses');
   assert.ok(lists.length >= 4, `relisted after 410 Gone: ${lists.length} lists`);
