@@ -4,8 +4,9 @@
  * resourceVersion when a watch ends, and lists again on 410 Gone; what it
  * leaves to the caller is an error (the API server unreachable, 5xx, 403):
  * it stops there. This restarts it after a growing pause, resuming from the
- * last resourceVersion, and restarts it now and then anyway so a connection
- * that died without a FIN does not leave acmed blind.
+ * last resourceVersion. (A connection that died without a FIN is found by
+ * the TCP keepalive the library sets on its sockets, and the API server ends
+ * every watch after its request timeout anyway.)
  */
 import { EventEmitter } from 'node:events';
 import { type KubeConfig, type KubernetesListObject, type KubernetesObject, ListWatch, Watch } from '@kubernetes/client-node';
@@ -26,14 +27,11 @@ export interface WatcherOptions<T extends KubernetesObject> {
 }
 
 const FIRST_BACKOFF_MS = 500;
-/** A watch is restarted (from its resourceVersion) this often even when it looks healthy. */
-const REWATCH_MS = 5 * 60_000;
 
-export class Watcher<T extends KubernetesObject> extends EventEmitter<{ change: [T | undefined]; synced: [] }> {
+export class Watcher<T extends KubernetesObject> extends EventEmitter<{ change: [T | undefined] }> {
   private readonly listWatch: ListWatch<T>;
   private backoffMs = FIRST_BACKOFF_MS;
   private retry?: NodeJS.Timeout;
-  private rewatch?: NodeJS.Timeout;
   private failing = false;
   private stopped = false;
 
@@ -48,12 +46,6 @@ export class Watcher<T extends KubernetesObject> extends EventEmitter<{ change: 
   async start(): Promise<void> {
     this.stopped = false;
     await this.listWatch.start().catch((err: unknown) => this.onError(err));
-    this.rewatch = setInterval(() => {
-      if (this.failing || this.stopped) return;
-      void this.listWatch.stop().then(() => this.listWatch.start()).catch((err: unknown) => this.onError(err));
-    }, REWATCH_MS);
-    this.rewatch.unref();
-    this.emit('synced');
   }
 
   /** Every object seen, as of the last list and the events since. */
@@ -64,7 +56,6 @@ export class Watcher<T extends KubernetesObject> extends EventEmitter<{ change: 
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.retry);
-    clearInterval(this.rewatch);
     await this.listWatch.stop();
   }
 
