@@ -212,6 +212,18 @@ test('a host added to an Ingress leads to a reissue covering it; its other Secre
   assert.equal((await getSecret('api-tls'))!.crt, apiBefore!.crt, 'api-tls kept its certificate');
 });
 
+test('a renewal from anywhere (here `acmed renew --force` on the other replica) reaches the Secret through the outcome event', async () => {
+  const [api, shop] = [await getSecret('api-tls'), await getSecret('shop-tls')];
+  const result = await replicas[1].cli(['renew', 'api.example.com', '--force']);
+  assert.equal(result.code, 0, result.stderr);
+  const renewed = await waitFor('api-tls to hold the renewed certificate', async () => {
+    const now = await getSecret('api-tls');
+    return now && now.crt !== api!.crt ? now : undefined;
+  }, { ...WAIT, context: logs });
+  assertValidPair(renewed, ['api.example.com']);
+  assert.equal((await getSecret('shop-tls'))!.crt, shop!.crt);
+});
+
 test('a Secret deleted by hand is recreated, from storage, with no new order', async () => {
   const before = await getSecret('api-tls');
   const ordersBefore = orderCount();
