@@ -69,7 +69,12 @@ before(async () => {
 after(async () => {
   await Promise.all(replicas.map((r) => r.stop('SIGTERM').catch(() => null)));
   if (REAL) {
-    for (const ingress of ['shop', 'plain', 'marker', 'later']) await kubectl('delete', 'ingress', '-n', appNamespace, `${prefix}-${ingress}`, '--ignore-not-found').catch(() => {});
+    // What this run left in the cluster: its Ingresses and their Secrets, acmed's state, locks and challenge Ingress.
+    const quiet = (...args: string[]) => kubectl(...args).catch(() => '');
+    for (const ingress of ['shop', 'plain', 'marker', 'later']) await quiet('delete', 'ingress', '-n', appNamespace, `${prefix}-${ingress}`, '--ignore-not-found');
+    for (const secret of ['shop-tls', 'api-tls', 'marker-tls', 'plain-tls', 'later-tls']) await quiet('delete', 'secret', '-n', appNamespace, `${prefix}-${secret}`, '--ignore-not-found');
+    await quiet('delete', 'secrets,leases.coordination.k8s.io', '-l', `acmed.io/store=${prefix}`);
+    await quiet('delete', 'ingress', `${prefix}-challenges`, '--ignore-not-found');
   }
   await Promise.all([pebble?.stop(), standin?.close()]);
   await rm(dir, { recursive: true, force: true });
