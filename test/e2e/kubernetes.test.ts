@@ -29,7 +29,8 @@ import { type KubernetesStandin, startKubernetesStandin } from '../standins/kube
 
 const run = promisify(execFile);
 const REAL = process.env.KUBECONFIG;
-const ACMED_NAMESPACE = 'acmed';
+/** acmed's namespace: the stand-in kubeconfig's context namespace, or a real one's. */
+let acmedNamespace = 'acmed';
 const WAIT = { timeoutMs: 60_000, intervalMs: 200 };
 
 let dir: string;
@@ -44,8 +45,9 @@ before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'acmed-kubernetes-'));
   const httpPort = await freePort('127.0.0.1');
   [pebble, standin] = await Promise.all([startPebble({ httpPort }), REAL ? undefined : startKubernetesStandin()]);
-  kubeconfig = REAL ?? await standin!.kubeconfig(ACMED_NAMESPACE);
-  appNamespace = REAL ? (process.env.KUBE_TEST_NAMESPACE ?? ((await kubectl('config', 'view', '--minify', '-o', 'jsonpath={..namespace}')).trim() || 'default')) : 'web';
+  kubeconfig = REAL ?? await standin!.kubeconfig(acmedNamespace);
+  if (REAL) acmedNamespace = (await kubectl('config', 'view', '--minify', '-o', 'jsonpath={..namespace}')).trim() || 'default';
+  appNamespace = REAL ? (process.env.KUBE_TEST_NAMESPACE ?? acmedNamespace) : 'web';
   replicas = await Promise.all(['127.0.0.1', '127.0.0.2'].map(async (address, k) => {
     const sub = join(dir, `acmed-${k}`);
     await mkdir(sub);
@@ -162,7 +164,7 @@ test('an annotated Ingress with two TLS entries gets two valid Secrets; two repl
   assert.equal(new Date(annotations.annotations['acmed.io/not-after']).getTime(), new Date(api.cert.validTo).getTime());
 
   // The challenge Ingress routed every host to acmed's Service before the orders.
-  const rules = JSON.parse(await kubectl('get', 'ingress', '-n', ACMED_NAMESPACE, `${prefix}-challenges`, '-o', 'jsonpath={.spec.rules}'));
+  const rules = JSON.parse(await kubectl('get', 'ingress', '-n', acmedNamespace, `${prefix}-challenges`, '-o', 'jsonpath={.spec.rules}'));
   assert.deepEqual(rules.map((r: { host: string }) => r.host).sort(), ['api.example.com', 'shop.example.com', 'www.shop.example.com']);
   assert.deepEqual(rules[0].http.paths[0], {
     path: '/.well-known/acme-challenge/', pathType: 'Prefix', backend: { service: { name: 'acmed', port: { number: 8080 } } },
@@ -170,7 +172,7 @@ test('an annotated Ingress with two TLS entries gets two valid Secrets; two repl
   if (standin) {
     assert.ok(standin.store.writes.some((w) => w === 'create leases'), 'the certificate locks were Leases');
     const leases = { group: 'coordination.k8s.io', version: 'v1', resource: 'leases', kind: 'Lease', namespaced: true };
-    await waitFor('every lock released', () => standin!.store.list(leases, ACMED_NAMESPACE, null).length === 0, WAIT);
+    await waitFor('every lock released', () => standin!.store.list(leases, acmedNamespace, null).length === 0, WAIT);
   }
 });
 
