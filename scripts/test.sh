@@ -8,8 +8,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # prometheus: promtool (metrics lint, alert rule tests) and a real server that scrapes acmed;
 # redis-sentinel, redis-tools (redis-cli --cluster) and etcd-server: the storage backends' real servers;
-# bind9 (+ tsig-keygen, dig, nsupdate): the DNS server dns-01 updates and Pebble resolves through.
-bash scripts/install-deps.sh lego redis-server redis-sentinel redis-tools etcd-server prometheus bind9 bind9-utils bind9-dnsutils
+# bind9 (+ tsig-keygen, dig, nsupdate): the DNS server dns-01 updates and Pebble resolves through;
+# kubectl: the real client of the Kubernetes stand-in (Debian's kubernetes-client only where none is on PATH).
+bash scripts/install-deps.sh lego redis-server redis-sentinel redis-tools etcd-server prometheus bind9 bind9-utils bind9-dnsutils kubectl
 # Tests, harness and benchmarks are type-checked too (the build covers src/ only).
 npx tsc -p tsconfig.check.json
 node --import tsx --test --test-concurrency=1 test/unit/*.test.ts test/e2e/*.test.ts

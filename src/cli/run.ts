@@ -19,6 +19,9 @@ export async function checkConfig(flag?: string, opts: { online?: boolean } = {}
       if (problems.length > 0) throw new ConfigError(file, problems);
     }
     process.stdout.write(`${file}: ok${opts.online ? ' (and the CA agrees)' : ''}\n`);
+    if (config.kubernetes.enabled && config.domains.length === 0) {
+      process.stdout.write(`${file}: note: kubernetes.enabled with an empty "domains" allowlist: acmed orders whatever names annotated Ingresses ask for\n`);
+    }
     return 0;
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;

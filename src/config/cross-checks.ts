@@ -16,7 +16,7 @@ const isSet = (value: unknown) => value !== null && value !== undefined;
 
 export function crossFieldChecks(config: Raw, ctx: z.RefinementCtx): void {
   if (config.cluster === true && config.storage === 'memory') {
-    ctx.addIssue({ code: 'custom', path: ['storage'], message: 'memory storage lives in one process; several instances (cluster: true) need file, redis, consul, vault or etcd' });
+    ctx.addIssue({ code: 'custom', path: ['storage'], message: 'memory storage lives in one process; several instances (cluster: true) need file, redis, consul, vault, etcd or kubernetes' });
   }
   if (isSet(config.eab_kid) !== isSet(config.eab_hmac_key)) {
     // Point at the one that is set: the missing one has no line to point at.

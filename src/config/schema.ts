@@ -171,6 +171,34 @@ const adminSchema = z.strictObject({
   tls: adminTls.default(adminTls.parse({})),
 });
 
+const kubernetesStorage = z.strictObject({
+  /** null: acmed's own namespace (the kubeconfig context's, or the pod's). */
+  namespace: z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'a Kubernetes namespace name (lower case, digits, "-")').max(63).nullable().default(null),
+  /** Starts every object name acmed stores, and is its acmed.io/store label: two acmed deployments in one namespace need two. */
+  prefix: z.string().regex(/^[a-z0-9]([-a-z0-9]{0,30}[a-z0-9])?$/, '1-32 lower-case letters, digits or "-", starting and ending with a letter or digit').default('acmed'),
+  /** Milliseconds an API call may take. */
+  timeout: z.number().int().positive().default(5000),
+});
+
+const objectName = z.string().regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'a Kubernetes object name (lower case, digits, "-", ".")').max(253);
+
+const kubernetes = z.strictObject({
+  /** Watch annotated Ingresses and keep their TLS Secrets issued (kube-lego's job). */
+  enabled: z.boolean().default(false),
+  /** null: the pod's service account (in-cluster). */
+  kubeconfig: z.string().min(1).nullable().default(null),
+  /** Namespaces whose Ingresses are watched; empty: all. */
+  namespaces: z.array(z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'a Kubernetes namespace name')).default([]),
+  /** Only Ingresses of this class (spec.ingressClassName, or the kubernetes.io/ingress.class annotation); null: any. */
+  ingress_class: z.string().min(1).nullable().default(null),
+  /** acmed's own Ingress, in its namespace, that routes /.well-known/acme-challenge/ for every managed host to challenge_service. */
+  challenge_ingress: objectName.default('acmed-challenges'),
+  challenge_service: z.strictObject({
+    name: objectName.default('acmed'),
+    port: z.number().int().min(1).max(65535).default(80),
+  }).default({ name: 'acmed', port: 80 }),
+});
+
 export const configSchema = z.strictObject({
   account_email: z.email(),
   tos_accepted: z.literal(true, {
@@ -227,7 +255,7 @@ export const configSchema = z.strictObject({
     per_certificate: z.boolean().default(true),
   }).default({ per_certificate: true }),
   admin: adminSchema.default(adminSchema.parse({})),
-  storage: z.enum(['file', 'memory', 'redis', 'consul', 'vault', 'etcd']).default('file'),
+  storage: z.enum(['file', 'memory', 'redis', 'consul', 'vault', 'etcd', 'kubernetes']).default('file'),
   /**
    * Several acmed instances share this storage (and answer http-01 for each
    * other). Redis, Consul, Vault and etcd are always treated as shared; file storage
@@ -254,13 +282,16 @@ export const configSchema = z.strictObject({
     consul: consulStorage.default(consulStorage.parse({})),
     vault: vaultStorage.default(vaultStorage.parse({})),
     etcd: etcdStorage.default(etcdStorage.parse({})),
+    kubernetes: kubernetesStorage.default(kubernetesStorage.parse({})),
   }).default({
     file: fileStorage.parse({}),
     redis: redisStorage.parse({}),
     consul: consulStorage.parse({}),
     vault: vaultStorage.parse({}),
     etcd: etcdStorage.parse({}),
+    kubernetes: kubernetesStorage.parse({}),
   }),
+  kubernetes: kubernetes.default(kubernetes.parse({})),
   // when: cross-field rules run even when a field failed, so check-config reports every problem at once.
 }).superRefine((config, ctx) => crossFieldChecks(config, ctx), { when: () => true });
 

@@ -55,6 +55,7 @@ import { Issuer, ShuttingDownError } from './issuer.js';
 import { logJobEvents } from './outcome-log.js';
 import { CertificateListing, type ListPage, type ListQuery } from './listing.js';
 import { activationFds } from './systemd.js';
+import type { IngressSource } from '../kubernetes/ingress-source.js';
 
 export interface DaemonOptions {
   config: Config;
@@ -104,6 +105,11 @@ export class Daemon {
   /** on_demand: port-80 requests for allowed hosts without a certificate become jobs. */
   readonly onDemand: OnDemand;
   private readonly listing: CertificateListing;
+  /** The Ingress source, when kubernetes.enabled. */
+  kubernetes?: IngressSource;
+  /** Certificates annotated Ingresses ask for, managed beside `certificates`. */
+  private ingressCertificates: ManagedCertificate[] = [];
+  private managedCache?: { base: Config; certs: ManagedCertificate[]; config: Config };
 
   private constructor(
     private current: Config,
@@ -123,16 +129,17 @@ export class Daemon {
       settings: (cert) => orderSettings(this.current, cert.name),
       lockTtlMs: () => this.current.lock_ttl_seconds * 1000,
       preflight: (cert) => this.preflightBeforeOrder(cert),
+      beforeOrder: (cert) => this.kubernetes?.beforeOrder(cert) ?? Promise.resolve(),
     });
     this.queue = new WorkQueue(current.max_concurrent_orders);
     this.renewer = new Renewer({
-      config: () => this.current, index, storage, ca, log, timers: timers ?? { ...realTimers, now },
+      config: () => this.managedConfig(), index, storage, ca, log, timers: timers ?? { ...realTimers, now },
       engine: () => this.engine(),
       submit: (cert, opts) => this.submit(cert, opts?.force),
     });
     this.hooks = new DeployHooks((outcome) => this.runHook(outcome));
     this.listing = new CertificateListing({
-      index, storage, config: () => this.current, queued: () => new Set(this.queue.pending), now,
+      index, storage, config: () => this.managedConfig(), queued: () => new Set(this.queue.pending), now,
     });
     // One outcome event per job; everything that reacts to a job listens here.
     this.issuer.on('outcome', recordJobEvents(index, {
@@ -143,6 +150,7 @@ export class Daemon {
     this.issuer.on('outcome', logJobEvents(log));
     this.issuer.on('outcome', this.hooks.onEvent);
     this.issuer.on('outcome', (event) => this.renewer.afterJob(event));
+    this.issuer.on('outcome', (event) => this.kubernetes?.onOutcome(event));
     this.metrics = createMetrics({
       issuer: this.issuer, hooks: this.hooks, index, ca,
       challengeStats: () => tokens.stats,
@@ -171,6 +179,39 @@ export class Daemon {
 
   get config(): Config {
     return this.current;
+  }
+
+  /**
+   * The config as the planners see it: `certificates` plus what annotated
+   * Ingresses ask for. One object per change, since the managed-name lookups
+   * are cached per config object.
+   */
+  private managedConfig(): Config {
+    const cache = this.managedCache;
+    if (cache && cache.base === this.current && cache.certs === this.ingressCertificates) return cache.config;
+    const config = this.ingressCertificates.length === 0 ? this.current : {
+      ...this.current, certificates: [...this.current.certificates, ...this.ingressCertificates.map((c) => ({ names: c.names }))],
+    };
+    this.managedCache = { base: this.current, certs: this.ingressCertificates, config };
+    return config;
+  }
+
+  /** Starts the Ingress source (kubernetes.enabled): loads the credentials, lists, then watches. */
+  private async startKubernetes(): Promise<void> {
+    const [{ IngressSource }, { loadKubeConfig, ownNamespace }] = await Promise.all([
+      import('../kubernetes/ingress-source.js'), import('../kubernetes/client.js'),
+    ]);
+    const kc = loadKubeConfig(this.current.kubernetes.kubeconfig);
+    this.kubernetes = new IngressSource({
+      kc, namespace: ownNamespace(kc), config: () => this.current, storage: this.storage, log: this.log, now: this.now,
+      submit: (cert) => this.submit(cert),
+      onCertificates: (certs) => {
+        this.ingressCertificates = certs;
+        this.listing.invalidate();
+        void this.renewer.planAll().catch(() => {});
+      },
+    });
+    await this.kubernetes.start();
   }
 
   static async start(opts: DaemonOptions): Promise<Daemon> {
@@ -220,6 +261,14 @@ export class Daemon {
     void daemon.engine().catch(() => {});
     daemon.indexLoaded = daemon.loadState();
     await daemon.indexLoaded;
+    if (config.kubernetes.enabled) {
+      try {
+        await daemon.startKubernetes();
+      } catch (err) {
+        await daemon.stop();
+        throw err;
+      }
+    }
     return daemon;
   }
 
@@ -431,7 +480,7 @@ export class Daemon {
 
   /** A job for a host, waiting for its result and its deploy hook (acmed issue, POST /acme). */
   async issue(host: string, force = false, onStep?: (step: JobProgress) => void): Promise<IssueOutcome> {
-    const cert = certificateForHost(this.current, host);
+    const cert = certificateForHost(this.managedConfig(), host);
     const listener = (step: JobProgress) => {
       if (step.name === cert.name) onStep?.(step);
     };
@@ -489,8 +538,11 @@ export class Daemon {
     // First, so a TSIG secret file that cannot be read refuses the whole reload.
     const dnsChanged = !isDeepStrictEqual(previous.dns, next.dns);
     const dns01 = dnsChanged && next.dns ? await createDns01Solver(next.dns, this.storage, this.log) : this.dns01;
+    if (!isDeepStrictEqual(previous.kubernetes, next.kubernetes)) {
+      this.log.warn({ keys: ['kubernetes'] }, 'kubernetes settings changed; they take effect on restart');
+    }
     const applied: Config = {
-      ...next, storage: previous.storage, storage_config: previous.storage_config, haproxy_pem: previous.haproxy_pem,
+      ...next, storage: previous.storage, storage_config: previous.storage_config, haproxy_pem: previous.haproxy_pem, kubernetes: previous.kubernetes,
       spool_dir: previous.spool_dir, min_free_mb: previous.min_free_mb,
     };
     this.current = applied;
@@ -528,6 +580,7 @@ export class Daemon {
   stop(): Promise<void> {
     this.stopped ??= (async () => {
       this.issuer.stopAccepting();
+      await this.kubernetes?.stop().catch(() => {});
       this.queue.cancelWaiting(() => new ShuttingDownError());
       // No new admin connections; the ones waiting on an order get their answer below.
       const adminClosed = Promise.all([

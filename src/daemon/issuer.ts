@@ -129,6 +129,8 @@ export interface IssuerOptions {
   now?: () => number;
   /** Runs before an order is placed (preflight_check); throws to fail the job without one. */
   preflight?: (cert: ManagedCertificate) => Promise<void>;
+  /** Runs right before each order (the Kubernetes challenge Ingress is brought up to date there). */
+  beforeOrder?: (cert: ManagedCertificate) => Promise<void>;
 }
 
 export class Issuer extends EventEmitter<{ outcome: [JobEvent]; progress: [JobProgress] }> {
@@ -252,6 +254,7 @@ export class Issuer extends EventEmitter<{ outcome: [JobEvent]; progress: [JobPr
         answered = true;
         throw new AccountUnavailableError(err);
       });
+      await this.opts.beforeOrder?.(cert);
       attempt.ordered = true;
       const solver = this.opts.solver(cert);
       const resume = await this.pendingOrder(cert);

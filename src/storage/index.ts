@@ -19,6 +19,9 @@ const backends: Record<Config['storage'], Factory | undefined> = {
   consul: async (config) => (await import('./consul.js')).createConsulStorage(config.storage_config.consul),
   vault: async (config) => (await import('./vault.js')).createVaultStorage(config.storage_config.vault),
   etcd: async (config) => (await import('./etcd.js')).createEtcdStorage(config.storage_config.etcd),
+  kubernetes: async (config) => (await import('./kubernetes.js')).createKubernetesStorage({
+    ...config.storage_config.kubernetes, kubeconfig: config.kubernetes.kubeconfig,
+  }),
 };
 
 export class UnsupportedStorageError extends Error {

@@ -13,6 +13,8 @@
 //   redis-sentinel  a master, a replica and a sentinel (test/harness/redis-sentinel.ts)
 //   redis-cluster   three masters with a replica each (test/harness/redis-cluster.ts)
 //   etcd          a real etcd started on free loopback ports (test/harness/etcd.ts)
+//   kubernetes    a real cluster when KUBECONFIG is set (its context's namespace; each
+//                 space is its own object-name prefix), otherwise test/standins/kubernetes.ts
 
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -25,12 +27,14 @@ import { createFileStorage } from '../../src/storage/file.js';
 import { createMemoryStorage } from '../../src/storage/memory.js';
 import { createRedisStorage } from '../../src/storage/redis.js';
 import type { Storage } from '../../src/storage/storage.js';
+import { createKubernetesStorage } from '../../src/storage/kubernetes.js';
 import { createVaultStorage } from '../../src/storage/vault.js';
 import { startEtcd } from '../harness/etcd.js';
 import { startRedis } from '../harness/redis.js';
 import { startRedisCluster } from '../harness/redis-cluster.js';
 import { startSentinelSetup } from '../harness/redis-sentinel.js';
 import { startConsulStandin } from '../standins/consul.js';
+import { startKubernetesStandin } from '../standins/kubernetes.js';
 import { startVaultStandin } from '../standins/vault.js';
 
 export const TIMEOUT_MS = 1000;
@@ -245,4 +249,22 @@ const etcd: FixtureFactory = {
   },
 };
 
-export const fixtures: FixtureFactory[] = [memory, file, redis, redisSentinel, redisCluster, consul, vault, etcd];
+const kubeconfigEnv = process.env.KUBECONFIG;
+const kubernetes: FixtureFactory = {
+  name: 'kubernetes',
+  target: kubeconfigEnv ? `real cluster of ${kubeconfigEnv}` : 'stand-in',
+  async start() {
+    const standin = kubeconfigEnv ? null : await startKubernetesStandin();
+    const kubeconfig = kubeconfigEnv ?? await standin!.kubeconfig('acmed');
+    return tracked({
+      ioCount: standin ? async () => standin.requests.length : undefined,
+      async space(open) {
+        const prefix = `t${unique()}`;
+        return { open: () => open(() => createKubernetesStorage({ kubeconfig, namespace: null, prefix, timeout: TIMEOUT_MS * 5 })) };
+      },
+      close: async () => standin?.close(),
+    });
+  },
+};
+
+export const fixtures: FixtureFactory[] = [memory, file, redis, redisSentinel, redisCluster, consul, vault, etcd, kubernetes];

@@ -1,5 +1,5 @@
 // The storage contract suite: the same tests (storage-contract-cases.ts) run
-// once per backend — memory, file, redis, consul, vault, etcd — followed by the
+// once per backend — memory, file, redis (single, sentinel, cluster), consul, vault, etcd, kubernetes — followed by the
 // tests only one backend has (storage-contract-<backend>.ts).
 //
 // Servers: redis and etcd run against a real redis-server / etcd the harness
@@ -14,6 +14,7 @@ import { contractCases } from './storage-contract-cases.js';
 import { consulSpecificTests } from './storage-contract-consul.js';
 import { etcdSpecificTests } from './storage-contract-etcd.js';
 import { type BackendFixture, fixtures } from './storage-contract-fixtures.js';
+import { kubernetesSpecificTests } from './storage-contract-kubernetes.js';
 import { redisSpecificTests } from './storage-contract-redis.js';
 import { replicatedRedisTests } from './storage-contract-redis-replicated.js';
 import { vaultSpecificTests } from './storage-contract-vault.js';
@@ -35,3 +36,4 @@ describe('redis backend: sentinel and cluster', replicatedRedisTests);
 describe('consul backend', consulSpecificTests);
 describe('vault backend', vaultSpecificTests);
 describe('etcd backend', etcdSpecificTests);
+describe('kubernetes backend', kubernetesSpecificTests);
