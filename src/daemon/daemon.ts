@@ -506,7 +506,7 @@ export class Daemon {
    * the probe cannot be aimed at arbitrary names.
    */
   async checkHttpChallenge(host: string): Promise<PreflightResult> {
-    certificateForHost(this.current, host);
+    certificateForHost(this.managedConfig(), host);
     return probeHttpChallenge(normalizeHostname(host), this.preflightOptions());
   }
 
@@ -639,7 +639,7 @@ export class Daemon {
         await loaded();
         if (opts.only && !opts.issue) {
           // "renew" of a name that never had a certificate is a typo more often than a wish: say so.
-          const cert = certificateForHost(this.current, opts.only);
+          const cert = certificateForHost(this.managedConfig(), opts.only);
           if (!this.index.get(cert.name)?.notAfter) throw new NoCertificateError(opts.only);
         }
         return this.renewer.pass({ only: opts.only, force: opts.force });
