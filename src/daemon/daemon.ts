@@ -32,6 +32,7 @@ import { PreflightFailedError, probeHttpChallenge, type PreflightResult } from '
 import { normalizeHostname } from '../hostname.js';
 import { certificateForHost, challengeFor, type ManagedCertificate } from '../config/managed.js';
 import { orderSettings, requestedProfiles } from '../config/order-settings.js';
+import { isZeroSsl, zeroSslEab } from '../acme/zerossl-eab.js';
 import type { Config } from '../config/schema.js';
 import { createLogger, type Logger } from '../log.js';
 import { CaBackoff } from '../renewal/ca-backoff.js';
@@ -354,7 +355,7 @@ export class Daemon {
         directoryUrl: config.api_uri,
         email: config.account_email,
         caBundle: config.ca_bundle ? await readCaBundle(config.ca_bundle) : undefined,
-        eab: config.eab_kid && config.eab_hmac_key ? { kid: config.eab_kid, hmacKey: config.eab_hmac_key } : undefined,
+        eab: await this.externalAccountBinding(config),
         preferredChain: config.preferred_chain,
         storage: this.storage,
         log: this.log,
@@ -372,6 +373,13 @@ export class Daemon {
       });
     }
     return this.enginePromise;
+  }
+
+  /** The configured binding; for ZeroSSL without one, the one ZeroSSL hands out for account_email. */
+  private async externalAccountBinding(config: Config): Promise<{ kid: string; hmacKey: string } | undefined> {
+    if (config.eab_kid && config.eab_hmac_key) return { kid: config.eab_kid, hmacKey: config.eab_hmac_key };
+    if (!isZeroSsl(config.api_uri)) return undefined;
+    return zeroSslEab({ email: config.account_email, storage: this.storage });
   }
 
   /**

@@ -27,6 +27,8 @@ export const keys = {
   /** A rollover's new key, stored before the CA is asked and promoted once it accepts. */
   accountKeyNext: 'account/key.next.pem',
   accountUrl: 'account/url',
+  /** ZeroSSL's external account binding, obtained with account_email (acme/zerossl-eab.ts). */
+  zeroSslEab: 'account/zerossl-eab.json',
   lockPrefix: 'locks/',
   accountLock: 'locks/account',
   lock: (name: string) => `locks/${normalizeHostname(name)}`,
