@@ -12,7 +12,8 @@
  * and finishing the order (the caller stores a PendingOrder and resumes it).
  * A failed validation ends the order at once rather than at the poll deadline.
  */
-import { Client } from 'acme-client';
+import { Client, type Order } from 'acme-client';
+import type { OrderCreateRequest } from 'acme-client/types/rfc8555.js';
 import { VERSION } from '../version.js';
 import type { ChallengeAnswer, ChallengeSolver } from '../challenge/solver.js';
 import type { Logger } from '../log.js';
@@ -108,16 +109,6 @@ export interface IssuedCertificate {
   propagationMs?: number;
 }
 
-type Order = {
-  url: string;
-  status: string;
-  expires?: string;
-  identifiers?: { type: string; value: string }[];
-  authorizations: string[];
-  finalize: string;
-  certificate?: string;
-  error?: AcmeProblem;
-};
 
 /** An order being worked on, with the certificate key its CSR is made from. */
 interface OrderInProgress {
@@ -305,7 +296,7 @@ export class AcmeEngine {
       request.onStep?.('downloading');
 
       const preferred = request.preferredChain !== undefined ? request.preferredChain : this.opts.preferredChain;
-      const fullchain = await asAction('get_certificate', () => this.client.getCertificate(order as never, preferred ?? undefined));
+      const fullchain = await asAction('get_certificate', () => this.client.getCertificate(order, preferred ?? undefined));
       mark('downloaded');
       const privkey = (await work.privkey).pem;
       await work.persisted;
@@ -335,11 +326,13 @@ export class AcmeEngine {
       ? Promise.resolve(certificateKeyFromPem(request.reuseKey))
       : createCertificateKey({ keyType: request.keyType, rsaBits: request.rsaBits, curve: request.curve });
     privkey.catch(() => {}); // awaited later; avoid an unhandled rejection if the order fails first
-    const order = await asAction('new_order', () => this.client.createOrder({
+    // `replaces` (RFC 9773) and `profile` are newer than acme-client 5.4's OrderCreateRequest type; it sends the object as given.
+    const newOrder: OrderCreateRequest & { replaces?: string; profile?: string } = {
       identifiers: request.names.map((value) => ({ type: 'dns', value })),
       ...(request.replaces ? { replaces: request.replaces } : {}),
       ...(request.profile ? { profile: request.profile } : {}),
-    } as never)) as unknown as Order;
+    };
+    const order = await asAction('new_order', () => this.client.createOrder(newOrder));
     const { onOrderPlaced } = request;
     // Runs beside the challenges rather than before them; finalize waits for it.
     const persisted = onOrderPlaced
@@ -387,7 +380,7 @@ export class AcmeEngine {
   private async authorize(
     order: Order, challenges: ChallengeSolver, published: ChallengeAnswer[], waits: { propagationMs: number }, signal: AbortSignal | undefined,
   ): Promise<Order> {
-    const authzs = await asAction('get_authorization', () => this.client.getAuthorizations(order as never)) as unknown as Authorization[];
+    const authzs = await asAction('get_authorization', () => this.client.getAuthorizations(order));
     signal?.throwIfAborted();
     const pending = authzs.filter((a) => a.status !== 'valid');
     // allSettled: every answer that went out is in `published` for cleanup before the order fails.
@@ -474,7 +467,7 @@ export class AcmeEngine {
       const wildcard = authz.wildcard ? ' (a wildcard name: only dns-01 can prove it)' : '';
       throw new AcmeOrderInvalidError(undefined, `the CA offers no ${challenges.type} challenge for ${authz.wildcard ? '*.' : ''}${authz.identifier.value}${wildcard}`);
     }
-    const keyAuthorization = await this.client.getChallengeKeyAuthorization(challenge as never);
+    const keyAuthorization = await this.client.getChallengeKeyAuthorization(challenge);
     const answer: ChallengeAnswer = {
       identifier: authz.identifier.value, wildcard: authz.wildcard === true, token: challenge.token, keyAuthorization,
     };
@@ -494,7 +487,7 @@ export class AcmeEngine {
   private async giveUpAuthorizations(pending: Authorization[], error: Error, signal: AbortSignal | undefined): Promise<Error> {
     if (signal?.aborted || error instanceof AcmeError) return error;
     const open = pending.filter((a) => a.status === 'pending');
-    const results = await Promise.allSettled(open.map((authz) => this.client.deactivateAuthorization(authz as never)));
+    const results = await Promise.allSettled(open.map((authz) => this.client.deactivateAuthorization(authz)));
     const deactivated = results.filter((r) => r.status === 'fulfilled').length;
     this.opts.log.info({ names: open.map((a) => a.identifier.value), deactivated, of: open.length }, 'order given up before validation; its authorizations deactivated');
     return error;
@@ -505,7 +498,7 @@ export class AcmeEngine {
     // A resumed order may have been answered before the crash: the CA only needs the answer presented again.
     if (challenge.status !== 'pending') return challenge.token;
     try {
-      await asAction('accept_challenge', () => this.client.completeChallenge(challenge as never));
+      await asAction('accept_challenge', () => this.client.completeChallenge(challenge));
     } catch (err) {
       // An answer the CA took but whose reply was lost is refused when sent
       // again (Pebble: malformed, "only status pending"); go on if it took.
@@ -580,7 +573,7 @@ export class AcmeEngine {
   /** Finds the failed challenge behind an invalid order, so the error says why. */
   private async explainInvalid(order: Order): Promise<AcmeError> {
     try {
-      const authzs = await asAction('get_authorization', () => this.client.getAuthorizations(order as never)) as unknown as Authorization[];
+      const authzs = await asAction('get_authorization', () => this.client.getAuthorizations(order));
       for (const authz of authzs) {
         const failure = validationFailure(authz);
         if (failure?.problem) return failure;
@@ -588,7 +581,7 @@ export class AcmeEngine {
     } catch {
       // fall through to the order's own error
     }
-    return new AcmeOrderInvalidError(order.error, `order ${order.url} is ${order.status}`);
+    return new AcmeOrderInvalidError(order.error as AcmeProblem | undefined, `order ${order.url} is ${order.status}`);
   }
 }
 

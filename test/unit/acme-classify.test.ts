@@ -98,7 +98,7 @@ describe('registrationError', () => {
 });
 
 describe('validationFailure', () => {
-  const authz = (status: string, challenge: Partial<Authorization['challenges'][number]>): Authorization => ({
+  const authz = (status: Authorization['status'], challenge: Partial<Authorization['challenges'][number]>): Authorization => ({
     url: 'https://ca.test/authz/1',
     status,
     identifier: { type: 'dns', value: 'a.example.com' },
