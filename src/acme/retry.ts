@@ -17,6 +17,14 @@ export const TRANSIENT_RETRY_DELAYS_MS: readonly number[] = [250, 1_000, 3_000];
  */
 export const MAX_RETRY_AFTER_IN_ORDER_MS = 10_000;
 
+/**
+ * badNonce retries have a budget of their own: a refused nonce costs nothing
+ * but a new one (RFC 8555 §6.5), so it is resent at once, and a CA that
+ * refuses many nonces (Pebble's 50 % in the fault suite) must not use up the
+ * retries a dropped connection needs, or the reverse.
+ */
+export const BAD_NONCE_RETRIES = 5;
+
 export interface RetryAttempt {
   /** 1 for the first retry. */
   attempt: number;
@@ -53,16 +61,25 @@ export function retryDelay(err: unknown, scheduledMs: number | undefined): numbe
 /** Calls send until it succeeds, fails for good, or the retries run out; an abort ends it with the signal's reason. */
 export async function withTransientRetry<T>(send: () => Promise<T>, opts: RetryOptions = {}): Promise<T> {
   const { delaysMs = TRANSIENT_RETRY_DELAYS_MS, signal, sleep = sleepUnlessAborted } = opts;
-  for (let retries = 0; ; retries++) {
+  let faults = 0;
+  let badNonces = 0;
+  for (let attempt = 1; ; attempt++) {
     signal?.throwIfAborted();
     try {
       return await send();
     } catch (err) {
       if (signal?.aborted) throw signal.reason;
-      const delayMs = retryDelay(err, delaysMs[retries]);
+      // delaysMs [] means no retry at all, badNonce included.
+      const delayMs = isBadNonce(err) && delaysMs.length > 0
+        ? (badNonces++ < BAD_NONCE_RETRIES ? 0 : undefined)
+        : retryDelay(err, delaysMs[faults++]);
       if (delayMs === undefined) throw err;
-      opts.onRetry?.({ attempt: retries + 1, delayMs, error: err });
-      await sleep(delayMs, signal);
+      opts.onRetry?.({ attempt, delayMs, error: err });
+      if (delayMs > 0) await sleep(delayMs, signal);
     }
   }
+}
+
+function isBadNonce(err: unknown): boolean {
+  return err instanceof AcmeProblemError && err.problemType === 'badNonce';
 }

@@ -4,7 +4,7 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { AcmeNetworkError, AcmeProblemError, AcmeTimeoutError } from '../../src/acme/errors.js';
 import {
-  MAX_RETRY_AFTER_IN_ORDER_MS, TRANSIENT_RETRY_DELAYS_MS, isTransient, retryDelay, withTransientRetry,
+  BAD_NONCE_RETRIES, MAX_RETRY_AFTER_IN_ORDER_MS, TRANSIENT_RETRY_DELAYS_MS, isTransient, retryDelay, withTransientRetry,
 } from '../../src/acme/retry.js';
 
 const problem = (type: string, status: number, retryAfterMs?: number) =>
@@ -61,6 +61,24 @@ describe('withTransientRetry', () => {
     const { send, calls } = flaky(problem('badNonce', 400));
     assert.equal(await withTransientRetry(send, { sleep: recordingSleep().sleep }), 'ok');
     assert.equal(calls.n, 2);
+  });
+
+  test('badNonce has a budget of its own, resent at once: it neither uses up nor is cut short by the fault retries', async () => {
+    const nonce = () => problem('badNonce', 400);
+    // Three dropped connections use the whole fault schedule; the badNonce after them is still resent.
+    const after = flaky(reset(), reset(), reset(), nonce(), nonce());
+    const { waits, sleep } = recordingSleep();
+    assert.equal(await withTransientRetry(after.send, { sleep }), 'ok');
+    assert.equal(after.calls.n, 6);
+    assert.deepEqual(waits, [250, 1_000, 3_000], 'no wait before a badNonce resend');
+    // And a run of refused nonces leaves the fault schedule whole.
+    const before = flaky(nonce(), nonce(), reset(), nonce(), reset(), reset());
+    assert.equal(await withTransientRetry(before.send, { sleep: recordingSleep().sleep }), 'ok');
+    assert.equal(before.calls.n, 7);
+    // Bounded all the same.
+    const endless = flaky(...Array.from({ length: 20 }, nonce));
+    await assert.rejects(withTransientRetry(endless.send, { sleep: recordingSleep().sleep }), /badNonce/);
+    assert.equal(endless.calls.n, 1 + BAD_NONCE_RETRIES);
   });
 
   test('errors that are not ACME errors are not retried', async () => {
