@@ -7,7 +7,7 @@
  * which the program is killed with its whole process group (a script's
  * children too); a non-zero exit is an error that carries its output's tail.
  */
-import { spawn } from 'node:child_process';
+import { runBounded } from '../bounded-process.js';
 import type { DnsProvider, TxtRecord } from './dns-provider.js';
 
 export interface ExecOptions {
@@ -34,51 +34,24 @@ export class ExecProvider implements DnsProvider {
     return this.run('cleanup', record);
   }
 
-  private run(action: 'present' | 'cleanup', record: TxtRecord): Promise<void> {
+  private async run(action: 'present' | 'cleanup', record: TxtRecord): Promise<void> {
     const { command, timeout_seconds: timeoutSeconds } = this.opts;
-    return new Promise((resolve, reject) => {
-      const child = spawn(command, [action, `${record.fqdn}.`, record.value], {
-        stdio: ['ignore', 'pipe', 'pipe'],
-        detached: true, // its own process group, so a timeout kills what it started too
-        env: { ...process.env, ACMED_DNS_ZONE: record.zone },
-      });
-      let output = '';
-      const collect = (chunk: Buffer) => {
-        output = (output + chunk.toString('utf8')).slice(-OUTPUT_TAIL_BYTES);
-      };
-      child.stdout.on('data', collect);
-      child.stderr.on('data', collect);
-      let settled = false;
-      const settle = (err?: Error) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        if (err) reject(err);
-        else resolve();
-      };
-      const timer = setTimeout(() => {
-        killGroup(child.pid);
-        settle(new DnsHookError(`dns.exec.command ${command} ${action} ${record.fqdn}. did not finish within ${timeoutSeconds} s and was killed${tail(output)}`));
-      }, timeoutSeconds * 1000);
-      child.once('error', (err) => settle(new DnsHookError(`cannot run dns.exec.command ${command}: ${err.message}`)));
-      child.once('close', (code, signal) => {
-        if (code === 0) settle();
-        else settle(new DnsHookError(`dns.exec.command ${command} ${action} ${record.fqdn}. ${code !== null ? `exited with ${code}` : `was killed by ${signal}`}${tail(output)}`));
-      });
+    const ran = await runBounded(command, [action, `${record.fqdn}.`, record.value], {
+      env: { ...process.env, ACMED_DNS_ZONE: record.zone },
+      timeoutMs: timeoutSeconds * 1000,
+      outputTailBytes: OUTPUT_TAIL_BYTES,
     });
+    if (ran.spawnError) throw new DnsHookError(`cannot run dns.exec.command ${command}: ${ran.spawnError.message}`);
+    if (ran.timedOut) {
+      throw new DnsHookError(`dns.exec.command ${command} ${action} ${record.fqdn}. did not finish within ${timeoutSeconds} s and was killed${tail(ran.output)}`);
+    }
+    if (ran.exitCode !== 0) {
+      throw new DnsHookError(`dns.exec.command ${command} ${action} ${record.fqdn}. ${ran.exitCode !== null ? `exited with ${ran.exitCode}` : `was killed by ${ran.signal}`}${tail(ran.output)}`);
+    }
   }
 }
 
 function tail(output: string): string {
   const trimmed = output.trim();
   return trimmed ? `: ${trimmed}` : '';
-}
-
-function killGroup(pid: number | undefined): void {
-  if (!pid) return;
-  try {
-    process.kill(-pid, 'SIGKILL');
-  } catch {
-    // already gone
-  }
 }

@@ -5,7 +5,7 @@
  * its failure is logged and reported, never retried in a loop, and never
  * undoes the certificate that was just written.
  */
-import { spawn } from 'node:child_process';
+import { runBounded } from '../bounded-process.js';
 import type { Logger } from '../log.js';
 
 export interface DeployHookRun {
@@ -30,57 +30,29 @@ export interface DeployHookInput {
 
 const OUTPUT_TAIL_BYTES = 4096;
 
-export function runDeployHook(input: DeployHookInput, log: Logger): Promise<DeployHookRun> {
-  const started = Date.now();
-  return new Promise((resolve) => {
-    const child = spawn('/bin/sh', ['-c', input.command], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      detached: true, // its own process group, so a timeout kills what it started too
-      env: {
-        ...process.env,
-        RENEWED_LINEAGE: input.lineage,
-        RENEWED_DOMAINS: input.names.join(' '),
-        ACMED_HOST: input.host,
-        ACMED_NOT_AFTER: input.notAfter,
-      },
-    });
-    let output = '';
-    const collect = (chunk: Buffer) => {
-      output = (output + chunk.toString('utf8')).slice(-OUTPUT_TAIL_BYTES);
-    };
-    child.stdout.on('data', collect);
-    child.stderr.on('data', collect);
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      killGroup(child.pid, 'SIGTERM');
-      setTimeout(() => killGroup(child.pid, 'SIGKILL'), 2_000).unref();
-    }, input.timeoutMs);
-    const finish = (exitCode: number | null, signal: string | null, spawnError?: Error) => {
-      clearTimeout(timer);
-      const run: DeployHookRun = {
-        ok: !spawnError && !timedOut && exitCode === 0,
-        exitCode,
-        signal,
-        timedOut,
-        durationMs: Date.now() - started,
-        output: spawnError ? spawnError.message : output.trim(),
-      };
-      const fields = { host: input.host, exitCode, signal, timedOut, ms: run.durationMs, output: run.output };
-      if (run.ok) log.info(fields, 'deploy hook succeeded');
-      else log.error(fields, 'deploy hook failed; the new certificate stays in place');
-      resolve(run);
-    };
-    child.once('error', (err) => finish(null, null, err));
-    child.once('close', (code, signal) => finish(code, signal));
+export async function runDeployHook(input: DeployHookInput, log: Logger): Promise<DeployHookRun> {
+  const ran = await runBounded('/bin/sh', ['-c', input.command], {
+    env: {
+      ...process.env,
+      RENEWED_LINEAGE: input.lineage,
+      RENEWED_DOMAINS: input.names.join(' '),
+      ACMED_HOST: input.host,
+      ACMED_NOT_AFTER: input.notAfter,
+    },
+    timeoutMs: input.timeoutMs,
+    outputTailBytes: OUTPUT_TAIL_BYTES,
+    killGraceMs: 2_000,
   });
-}
-
-function killGroup(pid: number | undefined, signal: NodeJS.Signals): void {
-  if (!pid) return;
-  try {
-    process.kill(-pid, signal);
-  } catch {
-    // already gone
-  }
+  const run: DeployHookRun = {
+    ok: !ran.spawnError && !ran.timedOut && ran.exitCode === 0,
+    exitCode: ran.exitCode,
+    signal: ran.signal,
+    timedOut: ran.timedOut,
+    durationMs: ran.durationMs,
+    output: ran.spawnError ? ran.spawnError.message : ran.output.trim(),
+  };
+  const fields = { host: input.host, exitCode: run.exitCode, signal: run.signal, timedOut: run.timedOut, ms: run.durationMs, output: run.output };
+  if (run.ok) log.info(fields, 'deploy hook succeeded');
+  else log.error(fields, 'deploy hook failed; the new certificate stays in place');
+  return run;
 }
