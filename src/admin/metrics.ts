@@ -19,7 +19,7 @@ import type { CaBackoff } from '../renewal/ca-backoff.js';
 import type { CertificateIndex } from '../renewal/index.js';
 import type { JobEvent } from '../renewal/job.js';
 import type { StoreHealth } from '../storage/health.js';
-import { isValidAt, stateOf, type CertificateState } from '../daemon/status.js';
+import { countByState, isValidAt, type CertificateState } from '../daemon/status.js';
 import type { IndexRecord } from '../renewal/index-record.js';
 
 const DAY_SECONDS = 86_400;
@@ -128,14 +128,8 @@ export function createMetrics(sources: MetricsSources): DaemonMetrics {
   new Gauge({
     name: 'acmed_certificates', help: 'Managed certificates by state (valid, expired, missing, renewing, failed)', labelNames: ['state'], registers: [registry],
     collect() {
-      const now = sources.now();
-      const queued = new Set(sources.queue.pending);
-      const counts = new Map<CertificateState, number>(STATES.map((state) => [state, 0]));
-      for (const record of sources.index.all()) {
-        const state = stateOf(record, now, queued);
-        counts.set(state, counts.get(state)! + 1);
-      }
-      for (const [state, count] of counts) this.set({ state }, count);
+      const counts = countByState(sources.index.all(), sources.now(), new Set(sources.queue.pending));
+      for (const state of STATES) this.set({ state }, counts[state]);
     },
   });
   new Histogram({

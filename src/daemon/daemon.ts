@@ -40,7 +40,7 @@ import { recordJobEvents } from '../renewal/index-events.js';
 import { CertificateIndex } from '../renewal/index.js';
 import type { IssueOutcome, JobProgress } from '../renewal/job.js';
 import type { DaemonSummary } from '../admin/wire.js';
-import { stateOf } from './status.js';
+import { countByState } from './status.js';
 import { VERSION } from '../version.js';
 import { Renewer } from '../renewal/renewer.js';
 import { realTimers, type Timers } from '../renewal/due-queue.js';
@@ -730,9 +730,7 @@ export class Daemon {
     const store = await this.storage.probe();
     const ca = this.ca.state();
     const nowMs = this.now();
-    const running = new Set(this.queue.running);
-    const byStatus: Record<string, number> = { valid: 0, expired: 0, missing: 0, renewing: 0, failed: 0 };
-    for (const record of this.index.all()) byStatus[stateOf(record, nowMs, running)]++;
+    const byStatus = countByState(this.index.all(), nowMs, new Set(this.queue.running));
     const next = this.renewer.due.next();
     return {
       version: VERSION,

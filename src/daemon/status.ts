@@ -31,6 +31,13 @@ export function stateOf(record: IndexRecord, now: number, running: Set<string>):
   return isValidAt(record, now) ? 'valid' : 'expired';
 }
 
+/** How many records are in each state: `acmed status` and the acmed_certificates gauge. */
+export function countByState(records: Iterable<IndexRecord>, now: number, busy: Set<string>): Record<CertificateState, number> {
+  const counts: Record<CertificateState, number> = { valid: 0, expired: 0, missing: 0, renewing: 0, failed: 0 };
+  for (const record of records) counts[stateOf(record, now, busy)]++;
+  return counts;
+}
+
 export function statusOf(record: IndexRecord, src: StatusSources): CertificateStatus {
   const { now } = src;
   const backoff = record.backoff;
