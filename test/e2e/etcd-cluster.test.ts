@@ -8,12 +8,12 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { Etcd3 } from 'etcd3';
+import { startBlackhole, type Blackhole } from '../harness/blackhole.js';
 import { freePort } from '../harness/ports.js';
 import { startEtcd, type EtcdServer } from '../harness/etcd.js';
 import { startPebble, type PebbleHandle } from '../harness/pebble.js';
@@ -34,8 +34,7 @@ let pebble: PebbleHandle;
 let etcdServer: EtcdServer;
 let etcd: Etcd3;
 let instances: AcmedHandle[] = [];
-let blackhole: net.Server | undefined;
-const blackholeSockets = new Set<net.Socket>();
+let blackhole: Blackhole | undefined;
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'acmed-etcd-cluster-'));
@@ -64,7 +63,6 @@ before(async () => {
 
 after(async () => {
   await Promise.all(instances.map((i) => i.stop('SIGTERM').catch(() => null)));
-  for (const s of blackholeSockets) s.destroy();
   blackhole?.close();
   etcd?.close();
   await Promise.all([pebble?.stop(), etcdServer?.stop()]);
@@ -137,15 +135,7 @@ test('an instance killed with SIGKILL while holding a name\'s lock: the other ta
   const lockKey = `${PREFIX}state/locks/${name}`;
 
   // A's validation hangs on a server that accepts and never answers, so A still holds the lock when it dies.
-  blackhole = net.createServer((socket) => {
-    blackholeSockets.add(socket);
-    socket.on('close', () => blackholeSockets.delete(socket));
-    socket.on('error', () => {});
-  });
-  await new Promise<void>((resolve, reject) => {
-    blackhole!.once('error', reject);
-    blackhole!.listen(httpPort, BLACKHOLE_ADDRESS, resolve);
-  });
+  blackhole = await startBlackhole(BLACKHOLE_ADDRESS, httpPort);
   await pebble.addA(name, [BLACKHOLE_ADDRESS]);
 
   const logStart = a.logs().length;
