@@ -10,7 +10,7 @@
  *   readable and valid YAML: a typo in a path must never reach another
  *   daemon through the default socket. Only the default file may be absent.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { DEFAULT_CONFIG_PATH, resolveConfigPath } from '../config/path.js';
 import { ConfigError, parseYaml, readConfigTextSync } from '../config/yaml-source.js';
 import { CliError } from './errors.js';
@@ -76,16 +76,9 @@ function readLocal(file: string, flag: string): Buffer {
 
 function socketFromConfig(flag: string | undefined, env: NodeJS.ProcessEnv): string {
   const file = resolveConfigPath(flag, env);
-  const explicit = file !== DEFAULT_CONFIG_PATH;
-  let text: string;
+  if (file === DEFAULT_CONFIG_PATH && !existsSync(file)) return DEFAULT_SOCKET;
   try {
-    text = readConfigTextSync(file);
-  } catch (err) {
-    if (!explicit && (err as ConfigError).problems?.[0]?.message.endsWith('file not found')) return DEFAULT_SOCKET;
-    throw configProblem(err);
-  }
-  try {
-    const socket = (parseYaml(text, file).doc.toJS() as { admin?: { socket?: unknown } } | null)?.admin?.socket;
+    const socket = (parseYaml(readConfigTextSync(file), file).doc.toJS() as { admin?: { socket?: unknown } } | null)?.admin?.socket;
     return typeof socket === 'string' && socket !== '' ? socket : DEFAULT_SOCKET;
   } catch (err) {
     throw configProblem(err);

@@ -15,10 +15,10 @@ export async function loadConfig(file: string): Promise<Config> {
   return parseConfig(await readConfigText(file), file);
 }
 
-/** Where a key path's value sits in the config text (for problems found after parsing, e.g. online checks). */
-export function positionOf(text: string, file: string, path: (string | number)[]): { line: number; col: number } {
+/** Where key paths' values sit in the config text (for problems found after parsing, e.g. online checks); parsed once. */
+export function positionsIn(text: string, file: string): (path: (string | number)[]) => { line: number; col: number } {
   const { doc, at } = parseYaml(text, file);
-  return at(offsetOf(doc, { code: 'custom', path, message: '', input: undefined } as z.core.$ZodIssue));
+  return (path) => at(offsetOf(doc, { code: 'custom', path, message: '', input: undefined } as z.core.$ZodIssue));
 }
 
 export function parseConfig(text: string, file = '<config>'): Config {

@@ -7,21 +7,22 @@
 import https from 'node:https';
 import { rootCertificates } from 'node:tls';
 import { readFile } from 'node:fs/promises';
-import { positionOf, type ConfigProblem } from './load.js';
+import { positionsIn, type ConfigProblem } from './load.js';
 import { requestedProfiles } from './order-settings.js';
 import type { Config } from './schema.js';
 
 export async function onlineProblems(config: Config, text: string, file: string): Promise<ConfigProblem[]> {
   const wanted = requestedProfiles(config);
+  const positionOf = positionsIn(text, file);
   let directory: { meta?: { profiles?: Record<string, unknown> } };
   try {
     directory = await fetchDirectory(config);
   } catch (err) {
-    return [{ ...positionOf(text, file, ['api_uri']), message: `api_uri: cannot read the CA's directory: ${(err as Error).message}` }];
+    return [{ ...positionOf(['api_uri']), message: `api_uri: cannot read the CA's directory: ${(err as Error).message}` }];
   }
   const offered = Object.keys(directory.meta?.profiles ?? {});
   return wanted.filter((w) => !offered.includes(w.profile)).map((w) => ({
-    ...positionOf(text, file, w.path),
+    ...positionOf(w.path),
     message: `${w.path.join('.')}: the CA at ${config.api_uri} offers no profile ${JSON.stringify(w.profile)} (it lists: ${offered.length > 0 ? offered.join(', ') : 'none'})`,
   }));
 }
