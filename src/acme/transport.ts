@@ -92,31 +92,13 @@ export class Transport {
     this.httpAgent.destroy();
   }
 
-  /**
-   * A kept-alive connection that the server (or a proxy, a load balancer)
-   * closed while it sat idle fails at once, before any answer: that says
-   * nothing about the CA, so the request goes again on another connection
-   * and is not billed to the fault retries. Bounded by the pool: a failed
-   * socket is not handed out again.
-   */
-  private async send(url: string, method: string, data: unknown, signal: AbortSignal | undefined): Promise<TransportResponse> {
-    for (;;) {
-      try {
-        return await this.sendOnce(url, method, data, signal);
-      } catch (err) {
-        if (!(err as { staleConnection?: boolean }).staleConnection) throw err;
-      }
-    }
-  }
-
-  private sendOnce(url: string, method: string, data: unknown, signal: AbortSignal | undefined): Promise<TransportResponse> {
+  private send(url: string, method: string, data: unknown, signal: AbortSignal | undefined): Promise<TransportResponse> {
     signal?.throwIfAborted();
     const target = new URL(url);
     const body = data === undefined ? undefined : Buffer.from(JSON.stringify(data));
     const client = target.protocol === 'https:' ? https : http;
     this.requestCount++;
     return new Promise((resolve, reject) => {
-      let answered = false;
       const req = client.request(target, {
         method,
         agent: target.protocol === 'https:' ? this.httpsAgent : this.httpAgent,
@@ -127,7 +109,6 @@ export class Transport {
           ...(body ? { 'content-type': 'application/jose+json', 'content-length': String(body.length) } : {}),
         },
       }, (res) => {
-        answered = true;
         const chunks: Buffer[] = [];
         res.on('data', (chunk: Buffer) => chunks.push(chunk));
         res.on('error', (err) => reject(signal?.aborted ? signal.reason : networkError(target, err)));
@@ -146,11 +127,7 @@ export class Transport {
         });
       });
       req.on('timeout', () => req.destroy(Object.assign(new Error('request timed out'), { code: 'ETIMEDOUT' })));
-      req.on('error', (err: NodeJS.ErrnoException) => {
-        if (signal?.aborted) return reject(signal.reason);
-        const stale = !answered && req.reusedSocket && (err.code === 'ECONNRESET' || err.code === 'EPIPE');
-        reject(Object.assign(networkError(target, err), stale ? { staleConnection: true } : {}));
-      });
+      req.on('error', (err) => reject(signal?.aborted ? signal.reason : networkError(target, err)));
       req.end(body);
     });
   }
