@@ -19,7 +19,7 @@ import type { Logger } from '../log.js';
 import type { Storage } from '../storage/storage.js';
 import { ariNeedsFetch, fetchAri } from './ari-cache.js';
 import { isBackedOff } from './backoff.js';
-import type { CaBackoff } from './ca-backoff.js';
+import type { CaBackoffs } from './ca-backoffs.js';
 import { DueQueue, realTimers, type Timers } from './due-queue.js';
 import { eachLimited } from './each-limited.js';
 import { dueTime, isSettled, type IndexRecord } from './index-record.js';
@@ -31,10 +31,11 @@ export interface RenewerOptions {
   config: () => Config;
   index: CertificateIndex;
   storage: Storage;
-  ca: CaBackoff;
+  ca: CaBackoffs;
   /** Hands a job to the work queue. */
   submit: (cert: ManagedCertificate, opts?: { force?: boolean }) => Promise<IssueOutcome>;
-  engine: () => Promise<AcmeEngine>;
+  /** The engine of a CA by directory URL; null: the first CA. */
+  engine: (directoryUrl: string | null) => Promise<AcmeEngine>;
   log: Logger;
   timers?: Timers;
 }
@@ -187,7 +188,8 @@ export class Renewer {
     // The record's ARI answer is always about the stored certificate (a new serial drops it): no PEM read while it is fresh.
     if (record.ari && Date.parse(record.ari.fetchAfter) > this.now.getTime()) return;
     try {
-      const engine = await this.opts.engine();
+      // Asked of the CA that issued it: only that CA knows its renewal window.
+      const engine = await this.opts.engine(record.ca);
       if (!(await engine.offersRenewalInfo())) return; // a CA without ARI: nothing to read or ask
       const bundle = await this.opts.storage.getCertificate(name);
       if (!bundle || !ariNeedsFetch(record.ari, bundle.cert, this.now)) return;
