@@ -112,7 +112,9 @@ test('promtool check metrics passes the whole exposition, counters and per-certi
   registry.observeAcmeRequest({ action: 'get_directory', method: 'GET', status: 'error', seconds: 1 });
   registry.observeOnDemand('started');
   issuer.emit('outcome', failedEvent('e.example.com', 'unauthorized', 'host', true));
+  issuer.emit('fallback', { from: 'https://a.test/dir', to: 'https://b.test/dir', error: new Error('down'), skipped: false });
   const text = await registry.metrics();
+  assert.match(text, /^acmed_ca_fallbacks_total\{from="https:\/\/a\.test\/dir",to="https:\/\/b\.test\/dir"\} 1$/m);
   const { code, output } = await promtoolCheck(text);
   assert.equal(output, '');
   assert.equal(code, 0);
