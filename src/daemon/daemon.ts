@@ -139,7 +139,7 @@ export class Daemon {
     this.queue = new WorkQueue(current.max_concurrent_orders);
     this.renewer = new Renewer({
       config: () => this.managedConfig(), index, storage, ca, log, timers: timers ?? { ...realTimers, now },
-      engine: (directoryUrl) => this.engine(directoryUrl ?? undefined),
+      engine: (directoryUrl) => this.engine(directoryUrl),
       submit: (cert, opts) => this.submit(cert, opts?.force),
     });
     this.hooks = new DeployHooks((outcome) => this.runHook(outcome));
@@ -784,7 +784,8 @@ export class Daemon {
 function spoolDir(config: Config): string {
   if (config.spool_dir) return config.spool_dir;
   if (config.storage === 'file') return join(config.storage_config.file.path, 'spool');
-  const identity = JSON.stringify([config.storage, config.storage_config[config.storage as keyof Config['storage_config']], config.api_uri]);
+  // The first CA only: adding a fallback CA keeps the folder (and what it holds).
+  const identity = JSON.stringify([config.storage, config.storage_config[config.storage as keyof Config['storage_config']], firstCa(config)]);
   return join('/var/lib/acmed/spool', `${config.storage}-${createHash('sha256').update(identity).digest('hex').slice(0, 12)}`);
 }
 

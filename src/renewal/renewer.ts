@@ -13,6 +13,7 @@
 import { hostname } from 'node:os';
 import cron, { type ScheduledTask } from 'node-cron';
 import type { AcmeEngine } from '../acme/client.js';
+import { firstCa } from '../config/ca-list.js';
 import type { Config } from '../config/schema.js';
 import { certificateForHost, configuredCertificates, isManagedName, managedCertificateNamed, type ManagedCertificate } from '../config/managed.js';
 import type { Logger } from '../log.js';
@@ -34,8 +35,8 @@ export interface RenewerOptions {
   ca: CaBackoffs;
   /** Hands a job to the work queue. */
   submit: (cert: ManagedCertificate, opts?: { force?: boolean }) => Promise<IssueOutcome>;
-  /** The engine of a CA by directory URL; null: the first CA. */
-  engine: (directoryUrl: string | null) => Promise<AcmeEngine>;
+  /** The engine of a CA, by directory URL. */
+  engine: (directoryUrl: string) => Promise<AcmeEngine>;
   log: Logger;
   timers?: Timers;
 }
@@ -184,12 +185,14 @@ export class Renewer {
   /** Asks the CA for the certificate's ARI window when it offers ARI and the last answer is stale. */
   async refreshAri(name: string): Promise<void> {
     const record = this.opts.index.get(name);
-    if (!record?.serial || this.opts.ca.backedOff) return;
+    if (!record?.serial) return;
+    // Asked of the CA that issued it: only that CA knows its renewal window.
+    const issuedBy = record.ca ?? firstCa(this.opts.config());
+    if (this.opts.ca.of(issuedBy).backedOff) return;
     // The record's ARI answer is always about the stored certificate (a new serial drops it): no PEM read while it is fresh.
     if (record.ari && Date.parse(record.ari.fetchAfter) > this.now.getTime()) return;
     try {
-      // Asked of the CA that issued it: only that CA knows its renewal window.
-      const engine = await this.opts.engine(record.ca);
+      const engine = await this.opts.engine(issuedBy);
       if (!(await engine.offersRenewalInfo())) return; // a CA without ARI: nothing to read or ask
       const bundle = await this.opts.storage.getCertificate(name);
       if (!bundle || !ariNeedsFetch(record.ari, bundle.cert, this.now)) return;
