@@ -113,6 +113,9 @@ test('the first CA stopped: issued through the second, with its own account, log
   const shown = await json<{ url: string; ca: string }>(['account', 'show', '--ca', second.directoryUrl]);
   assert.equal(shown.ca, second.directoryUrl);
   assert.equal(shown.url, own.url);
+  const unknown = await acmed.cli(['account', 'show', '--ca', 'https://elsewhere.test/dir']);
+  assert.equal(unknown.code, 1);
+  assert.match(unknown.stderr, /https:\/\/elsewhere\.test\/dir is not one of the CAs in api_uri/);
 
   const summary = await json<Summary>(['status']);
   assert.deepEqual(summary.cas.map((c) => [c.url, c.up]), [[first.directoryUrl, false], [second.directoryUrl, true]]);
