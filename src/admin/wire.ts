@@ -31,6 +31,14 @@ export interface CertificateStatus {
   backoff_until: string | null;
   /** An order placed and not finished (resumed after a restart). */
   pending_order: string | null;
+  /**
+   * The key types stored, the primary first: ["ecc"], ["rsa"], or ["ecc", "rsa"]
+   * for `cert_type: [ecc, rsa]`, where not_before/not_after are those of
+   * the certificate that expires first; [] while none is stored.
+   */
+  key_types: string[];
+  /** The RSA certificate kept beside the primary one: its not-after; null when there is none. */
+  rsa_not_after: string | null;
 }
 
 export interface HealthReport {
@@ -53,6 +61,10 @@ export interface IssueResult {
   dns_propagation_ms: number | null;
   resumed: boolean;
   from_spool: boolean;
+  /** The key types stored, the primary first (not_after is the primary's). */
+  key_types: string[];
+  /** The RSA certificate stored beside the primary one: its not-after; null when there is none. */
+  rsa_not_after: string | null;
   deploy_hook: { ok: boolean; exit_code: number | null; timed_out: boolean } | null;
 }
 
@@ -96,6 +108,8 @@ export function toWireOutcome(o: IssueOutcome): IssueResult {
     dns_propagation_ms: o.dnsPropagationMs ?? null,
     resumed: o.resumed ?? false,
     from_spool: o.fromSpool ?? false,
+    key_types: o.keyTypes ?? [],
+    rsa_not_after: o.rsaNotAfter ?? null,
     // The hook's output stays in the log: it may hold anything the hook printed.
     deploy_hook: o.deployHook ? { ok: o.deployHook.ok, exit_code: o.deployHook.exitCode, timed_out: o.deployHook.timedOut } : null,
   };

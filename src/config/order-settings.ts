@@ -44,6 +44,14 @@ export function keyTypesOf(certType: KeyType | KeyType[]): KeyType[] {
   return (['ecc', 'rsa'] as const).filter((t) => asked.has(t));
 }
 
+/**
+ * The settings with the primary key type alone: a certificate only Ingresses
+ * ask for ends up in one `kubernetes.io/tls` Secret, which holds one pair.
+ */
+export function primaryTypeOnly(settings: OrderSettings): OrderSettings {
+  return { ...settings, keyTypes: [settings.keyType] };
+}
+
 /** Every profile the config asks for, with where: the global key or a certificate's entry. */
 export function requestedProfiles(config: Config): { profile: string; path: (string | number)[] }[] {
   const found: { profile: string; path: (string | number)[] }[] = [];

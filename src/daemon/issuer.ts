@@ -24,13 +24,15 @@ import type { FailureBlame, IssueJob, IssueOutcome, JobEvent, JobProgress } from
 import type { Logger } from '../log.js';
 import { isBackedOff, type BackoffRecord } from '../renewal/backoff.js';
 import type { CaBackoff } from '../renewal/ca-backoff.js';
+import { ariCertId } from '../renewal/ari.js';
 import { isRenewalDue } from '../renewal/index-record.js';
+import { readCertificateInfo } from '../certificate-info.js';
 import type { CertificateIndex } from '../renewal/index.js';
 import { isStoreFault } from '../storage/errors.js';
 import { keys } from '../storage/keys.js';
 import { withLock, LockLostError, LockTimeoutError, type HeldLock } from '../storage/lock.js';
 import type { CertificateSpool } from '../storage/spool.js';
-import type { CertificateBundle, Storage } from '../storage/storage.js';
+import type { CertificateBundle, CertificateVariant, Storage } from '../storage/storage.js';
 
 export type { IssueOutcome } from '../renewal/job.js';
 
@@ -209,22 +211,36 @@ export class Issuer extends EventEmitter<{ outcome: [JobEvent]; progress: [JobPr
       await this.store(held, lock);
       return this.issuedEvent(cert, held, { requests: 0, started, fromSpool: true });
     }
-    if (!job.force && stored && covers(stored) && record && !isRenewalDue(record, new Date(this.now))) {
+    const settings = this.opts.settings(cert);
+    // Adding or dropping the RSA certificate beside the primary one is a change worth an order now.
+    const keptTypes = (b: CertificateBundle) => (settings.keyTypes.length === 2) === Boolean(b.rsa);
+    if (!job.force && stored && covers(stored) && keptTypes(stored) && record && !isRenewalDue(record, new Date(this.now))) {
       return { type: 'skipped', name: cert.name, names: cert.names, reason: 'valid', outcome: this.outcome(cert, stored, false, 0, started) };
     }
     if (!job.force && record?.backoff && isBackedOff(record.backoff, new Date(this.now))) {
       throw new BackedOffError(cert.name, record.backoff); // recorded by another instance meanwhile
     }
 
-    const settings = this.opts.settings(cert);
-    // reuse_key: the stored key, as long as it is still of the kind the settings ask for.
-    const reuseKey = settings.reuseKey && stored && keyMatches(stored.privkey, settings) ? stored.privkey : undefined;
     await this.opts.preflight?.(cert);
     signal.throwIfAborted();
-    const issued = await this.order(job, signal, stored && covers(stored) ? record?.ari?.certId : undefined, attempt, step, { ...settings, reuseKey });
+    // One order per key type, the primary first, for the same names; stored only when all
+    // succeeded, so the two certificates are always renewed together (both or neither).
+    const replacing = stored && covers(stored) ? stored : undefined;
+    const issued: IssuedCertificate[] = [];
+    for (const keyType of settings.keyTypes) {
+      const variantSettings = { ...settings, keyType };
+      const previous = replacing && (keyType === settings.keyType ? replacing : replacing.rsa);
+      // reuse_key: the variant's own stored key, as long as it is still of the kind the settings ask for.
+      const reuseKey = settings.reuseKey && previous && keyMatches(previous.privkey, variantSettings) ? previous.privkey : undefined;
+      // ARI `replaces` names the certificate this order succeeds; the index holds the primary's.
+      const replaces = !previous || !record?.ari ? undefined
+        : keyType === settings.keyType ? record.ari.certId : certIdOrNone(previous.cert);
+      signal.throwIfAborted();
+      issued.push(await this.order(job, signal, replaces, attempt, step, { ...variantSettings, reuseKey }));
+    }
+    const [primary, rsa] = issued;
     const bundle: CertificateBundle = {
-      name: cert.name, names: cert.names, cert: issued.cert, chain: issued.chain, fullchain: issued.fullchain, privkey: issued.privkey,
-      notBefore: issued.notBefore.toISOString(), notAfter: issued.notAfter.toISOString(),
+      name: cert.name, names: cert.names, ...variantOf(primary), ...(rsa ? { rsa: variantOf(rsa) } : {}),
     };
     try {
       await this.store(bundle, lock);
@@ -236,7 +252,11 @@ export class Issuer extends EventEmitter<{ outcome: [JobEvent]; progress: [JobPr
     }
     step('stored');
     await this.forgetOrder(cert);
-    return this.issuedEvent(cert, bundle, { requests: issued.requests, started, resumed: issued.resumed, dnsPropagationMs: issued.propagationMs });
+    const propagation = issued.filter((i) => i.propagationMs !== undefined);
+    return this.issuedEvent(cert, bundle, {
+      requests: issued.reduce((sum, i) => sum + i.requests, 0), started, resumed: issued.some((i) => i.resumed),
+      dnsPropagationMs: propagation.length ? propagation.reduce((sum, i) => sum + i.propagationMs!, 0) : undefined,
+    });
   }
 
   /** Asks the CA, through the CA backoff gate, resuming a pending order when there is one. */
@@ -257,7 +277,7 @@ export class Issuer extends EventEmitter<{ outcome: [JobEvent]; progress: [JobPr
       await this.opts.beforeOrder?.(cert);
       attempt.ordered = true;
       const solver = this.opts.solver(cert);
-      const resume = await this.pendingOrder(cert);
+      const resume = await this.pendingOrder(cert, settings.keyType);
       const issued = await engine.issue({
         names: cert.names, keyType: settings.keyType, rsaBits: settings.rsaBits, curve: settings.curve, reuseKey: settings.reuseKey,
         profile: settings.profile, preferredChain: settings.preferredChain, replaces, signal, resume,
@@ -289,14 +309,15 @@ export class Issuer extends EventEmitter<{ outcome: [JobEvent]; progress: [JobPr
     await this.opts.spool.release(bundle.name, bundle.notAfter);
   }
 
-  private async pendingOrder(cert: ManagedCertificate): Promise<PendingOrder | undefined> {
+  /** The order an earlier run left for this certificate and key type (with two types, the one in flight then). */
+  private async pendingOrder(cert: ManagedCertificate, keyType: OrderSettings['keyType']): Promise<PendingOrder | undefined> {
     const order = this.opts.index.get(cert.name)?.order;
     if (!order || order.names.join(',') !== cert.names.join(',')) return undefined;
     const raw = await this.opts.storage.get(keys.order(cert.name)).catch(() => null);
     if (!raw) return undefined;
     try {
       const saved = JSON.parse(raw) as PendingOrder;
-      return saved.url === order.url ? saved : undefined;
+      return saved.url === order.url && saved.keyType === keyType ? saved : undefined;
     } catch {
       return undefined;
     }
@@ -348,10 +369,40 @@ export class Issuer extends EventEmitter<{ outcome: [JobEvent]; progress: [JobPr
   }
 
   private outcome(cert: ManagedCertificate, bundle: CertificateBundle, issued: boolean, requests: number, started: number): IssueOutcome {
+    const keyTypes = [bundle.cert, ...(bundle.rsa ? [bundle.rsa.cert] : [])].flatMap((pem) => {
+      const type = keyTypeOfCertificate(pem);
+      return type ? [type] : [];
+    });
     return {
       name: cert.name, names: bundle.names, notBefore: bundle.notBefore, notAfter: bundle.notAfter,
       location: this.opts.storage.location(cert.name), issued, requests, durationMs: Date.now() - started,
+      keyTypes, ...(bundle.rsa ? { rsaNotAfter: bundle.rsa.notAfter } : {}),
     };
+  }
+}
+
+/** One order's certificate as the bundle's fields (the primary's, or its `rsa` variant). */
+function variantOf(issued: IssuedCertificate): CertificateVariant {
+  return {
+    cert: issued.cert, chain: issued.chain, fullchain: issued.fullchain, privkey: issued.privkey,
+    notBefore: issued.notBefore.toISOString(), notAfter: issued.notAfter.toISOString(),
+  };
+}
+
+/** A certificate without the parts ARI needs (no AKI) is replaced without naming it. */
+function certIdOrNone(pem: string): string | undefined {
+  try {
+    return ariCertId(pem);
+  } catch {
+    return undefined;
+  }
+}
+
+function keyTypeOfCertificate(pem: string): 'ecc' | 'rsa' | undefined {
+  try {
+    return readCertificateInfo(pem).keyType;
+  } catch {
+    return undefined;
   }
 }
 

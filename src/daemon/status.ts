@@ -61,5 +61,7 @@ export function statusOf(record: IndexRecord, src: StatusSources): CertificateSt
     last_error: backoff?.lastError ?? null,
     backoff_until: inBackoff ? backoff.until : null,
     pending_order: record.order?.url ?? null,
+    key_types: record.notAfter !== null ? record.keyTypes ?? [] : [],
+    rsa_not_after: record.notAfter !== null ? record.rsaNotAfter ?? null : null,
   };
 }

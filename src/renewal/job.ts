@@ -30,6 +30,10 @@ export interface IssueOutcome {
   /** dns-01: how long acmed waited for its TXT records to show on the DNS servers before asking the CA to validate. */
   dnsPropagationMs?: number;
   deployHook?: { ok: boolean; exitCode: number | null; timedOut: boolean; output: string };
+  /** The key types stored, the primary first. */
+  keyTypes?: ('ecc' | 'rsa')[];
+  /** The RSA certificate stored beside the primary one (`cert_type: [ecc, rsa]`): its not-after. */
+  rsaNotAfter?: string;
 }
 
 /** A job's step as it starts, for whoever watches it (`acmed issue` on a terminal). */
