@@ -7,7 +7,11 @@ export interface CertificateInfo {
   notAfter: Date;
   serialHex: string;
   issuer: string;
+  /** The certified key's type as `cert_type` names it; undefined for any other (a DSA or EdDSA key). */
+  keyType?: 'ecc' | 'rsa';
 }
+
+const KEY_TYPES: Record<string, 'ecc' | 'rsa' | undefined> = { ec: 'ecc', rsa: 'rsa' };
 
 export function readCertificateInfo(pem: string): CertificateInfo {
   const cert = new X509Certificate(pem);
@@ -21,6 +25,7 @@ export function readCertificateInfo(pem: string): CertificateInfo {
     notAfter: new Date(cert.validTo),
     serialHex: cert.serialNumber.toLowerCase(),
     issuer: cert.issuer,
+    keyType: KEY_TYPES[cert.publicKey.asymmetricKeyType ?? ''],
   };
 }
 

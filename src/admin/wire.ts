@@ -33,6 +33,14 @@ export interface CertificateStatus {
   pending_order: string | null;
   /** Directory URL of the CA that issued the stored certificate (the first CA's when it was issued before acmed recorded it); null while there is none. */
   ca: string | null;
+  /**
+   * The key types stored, the primary first: ["ecc"], ["rsa"], or ["ecc", "rsa"]
+   * for `cert_type: [ecc, rsa]`, where not_before/not_after are those of
+   * the certificate that expires first; [] while none is stored.
+   */
+  key_types: string[];
+  /** The RSA certificate kept beside the primary one: its not-after; null when there is none. */
+  rsa_not_after: string | null;
 }
 
 export interface HealthReport {
@@ -57,6 +65,10 @@ export interface IssueResult {
   from_spool: boolean;
   /** Directory URL of the CA that issued it; null when no order was placed (still valid, from the spool). */
   ca: string | null;
+  /** The key types stored, the primary first (not_after is the primary's). */
+  key_types: string[];
+  /** The RSA certificate stored beside the primary one: its not-after; null when there is none. */
+  rsa_not_after: string | null;
   deploy_hook: { ok: boolean; exit_code: number | null; timed_out: boolean } | null;
 }
 
@@ -104,6 +116,8 @@ export function toWireOutcome(o: IssueOutcome): IssueResult {
     resumed: o.resumed ?? false,
     from_spool: o.fromSpool ?? false,
     ca: o.ca ?? null,
+    key_types: o.keyTypes ?? [],
+    rsa_not_after: o.rsaNotAfter ?? null,
     // The hook's output stays in the log: it may hold anything the hook printed.
     deploy_hook: o.deployHook ? { ok: o.deployHook.ok, exit_code: o.deployHook.exitCode, timed_out: o.deployHook.timedOut } : null,
   };

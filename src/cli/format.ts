@@ -54,6 +54,7 @@ export function formatStatus(row: CertificateStatus): string {
     `serial:   ${row.serial_number ?? '-'}`,
     `issuer:   ${row.issuer_cn ?? '-'}`,
     ...(row.ca ? [`CA:       ${row.ca}`] : []),
+    ...(row.key_types?.length ? [`keys:     ${row.key_types.join(', ')}${row.rsa_not_after ? ` (the RSA certificate expires ${row.rsa_not_after})` : ''}`] : []),
     ...(row.location ? [`files:    ${row.location}`] : []),
     `managed:  ${row.managed ? 'yes (renewed by acmed)' : 'no (not in certificates or domains: kept, not renewed)'}`,
     `renew at: ${row.renew_at ? `${row.renew_at} (${row.renew_reason})` : row.not_after ? '-' : 'as soon as possible (no certificate yet)'}`,

@@ -6,8 +6,17 @@
  */
 import type { Config } from './schema.js';
 
+export type KeyType = 'ecc' | 'rsa';
+
 export interface OrderSettings {
-  keyType: 'ecc' | 'rsa';
+  /**
+   * The key types to keep, the primary first: ECDSA when both are asked
+   * for (`cert_type: [ecc, rsa]`, in either order), whose certificate takes
+   * the plain names in storage while the RSA one takes the `-rsa` names.
+   */
+  keyTypes: KeyType[];
+  /** keyTypes[0]: the type of the certificate stored under the plain names. */
+  keyType: KeyType;
   rsaBits: number;
   curve: 'P-256' | 'P-384';
   preferredChain: string | null;
@@ -17,14 +26,30 @@ export interface OrderSettings {
 
 export function orderSettings(config: Config, name: string): OrderSettings {
   const entry = config.certificates.find((c) => c.names[0] === name);
+  const keyTypes = keyTypesOf(entry?.cert_type ?? config.cert_type);
   return {
-    keyType: entry?.cert_type ?? config.cert_type,
+    keyTypes,
+    keyType: keyTypes[0],
     rsaBits: entry?.rsa_key_size ?? config.rsa_key_size,
     curve: entry?.ecc_curve ?? config.ecc_curve,
     preferredChain: entry?.preferred_chain !== undefined ? entry.preferred_chain : config.preferred_chain,
     profile: entry?.profile !== undefined ? entry.profile : config.profile,
     reuseKey: entry?.reuse_key ?? config.reuse_key,
   };
+}
+
+/** `cert_type` as a list, ECDSA first: the order written in the config does not matter. */
+export function keyTypesOf(certType: KeyType | KeyType[]): KeyType[] {
+  const asked = new Set(Array.isArray(certType) ? certType : [certType]);
+  return (['ecc', 'rsa'] as const).filter((t) => asked.has(t));
+}
+
+/**
+ * The settings with the primary key type alone: a certificate only Ingresses
+ * ask for ends up in one `kubernetes.io/tls` Secret, which holds one pair.
+ */
+export function primaryTypeOnly(settings: OrderSettings): OrderSettings {
+  return { ...settings, keyTypes: [settings.keyType] };
 }
 
 /** Every profile the config asks for, with where: the global key or a certificate's entry. */

@@ -41,7 +41,21 @@ const listenAddress = z.string().superRefine((value, ctx) => {
   }
 });
 
-const certType = z.enum(['ecc', 'rsa']);
+const keyType = z.enum(['ecc', 'rsa']);
+/**
+ * One key type, or a list of both to keep an ECDSA and an RSA certificate
+ * side by side (order-settings.ts normalises it to a list). A plain value
+ * is checked as an enum, so `dsa` keeps its one clear "expected ecc or rsa".
+ */
+const certType = z.union([
+  keyType,
+  z.array(keyType).superRefine((types, ctx) => {
+    if (types.length === 0) ctx.addIssue({ code: 'custom', message: 'an empty list: give ecc, rsa or [ecc, rsa]' });
+    else if (types.length > 2 || new Set(types).size !== types.length) {
+      ctx.addIssue({ code: 'custom', message: `${JSON.stringify(types)} repeats a type: give ecc, rsa or [ecc, rsa] (each at most once)` });
+    }
+  }),
+], { error: (issue) => (issue.code === 'invalid_union' ? 'expected "ecc", "rsa" or both as a list, [ecc, rsa]' : undefined) });
 const eccCurve = z.enum(['P-256', 'P-384']);
 const rsaKeySize = z.union([z.literal(2048), z.literal(3072), z.literal(4096)]);
 /** An ACME profile name (draft-ietf-acme-profiles), sent in newOrder when the CA's directory lists it. */

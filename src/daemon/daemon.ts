@@ -30,8 +30,8 @@ import { ChallengeTokens } from '../challenge/tokens.js';
 import { OnDemand } from '../challenge/on-demand.js';
 import { PreflightFailedError, probeHttpChallenge, type PreflightResult } from '../challenge/preflight.js';
 import { normalizeHostname } from '../hostname.js';
-import { certificateForHost, challengeFor, type ManagedCertificate } from '../config/managed.js';
-import { orderSettings, requestedProfiles } from '../config/order-settings.js';
+import { certificateForHost, challengeFor, configuredCertificates, type ManagedCertificate } from '../config/managed.js';
+import { orderSettings, primaryTypeOnly, requestedProfiles, type OrderSettings } from '../config/order-settings.js';
 import { isZeroSsl, zeroSslEab } from '../acme/zerossl-eab.js';
 import type { Config } from '../config/schema.js';
 import { createLogger, type Logger } from '../log.js';
@@ -131,7 +131,7 @@ export class Daemon {
     this.issuer = new Issuer({
       engine: (directoryUrl) => this.engine(directoryUrl), cas: () => caDirectories(this.current), storage, index, spool, ca, log, now,
       solver: (cert) => this.solverFor(cert),
-      settings: (cert) => orderSettings(this.current, cert.name),
+      settings: (cert) => this.orderSettingsFor(cert),
       lockTtlMs: () => this.current.lock_ttl_seconds * 1000,
       preflight: (cert) => this.preflightBeforeOrder(cert),
       beforeOrder: (cert) => this.kubernetes?.beforeOrder(cert) ?? Promise.resolve(),
@@ -696,6 +696,18 @@ export class Daemon {
   }
 
   /**
+   * How cert is ordered. A certificate that only Ingresses ask for (not in
+   * `certificates:`) gets the primary key type alone: its Ingress Secret
+   * holds one pair, so a second certificate would be ordered for nothing.
+   */
+  private orderSettingsFor(cert: ManagedCertificate): OrderSettings {
+    const settings = orderSettings(this.current, cert.name);
+    const fromIngressOnly = this.kubernetes?.targets().some((t) => t.certName === cert.name)
+      && !configuredCertificates(this.current).some((c) => c.name === cert.name);
+    return fromIngressOnly ? primaryTypeOnly(settings) : settings;
+  }
+
+  /**
    * Takes a certificate out of storage (revoking it first when asked). A
    * certificate still listed in `certificates` is ordered anew right away:
    * revoking a compromised key should not leave the name without one.
@@ -707,8 +719,11 @@ export class Daemon {
     await withLock(this.storage, keys.lock(name), async (lock) => {
       const bundle = await this.storage.getCertificate(name);
       if (!bundle) return;
-      // Revoked by the account of the CA that issued it.
-      if (opts.revoke) await (await this.engine(this.index.get(name)?.ca ?? undefined)).revoke(bundle.cert, opts.reason);
+      if (opts.revoke) {
+        // Revoked by the account of the CA that issued it; both key types when an RSA certificate is kept beside the primary one.
+        const engine = await this.engine(this.index.get(name)?.ca ?? undefined);
+        for (const cert of [bundle.cert, ...(bundle.rsa ? [bundle.rsa.cert] : [])]) await engine.revoke(cert, opts.reason);
+      }
       await lock.assertHeld();
       await this.storage.deleteCertificate(name);
       await this.index.remove(name);

@@ -25,13 +25,15 @@ import type { Logger } from '../log.js';
 import { isBackedOff, type BackoffRecord } from '../renewal/backoff.js';
 import type { CaBackoffs } from '../renewal/ca-backoffs.js';
 import { orderWithFallback, type CaFallback } from './ca-fallback.js';
+import { ariCertId } from '../renewal/ari.js';
 import { isRenewalDue } from '../renewal/index-record.js';
+import { readCertificateInfo } from '../certificate-info.js';
 import type { CertificateIndex } from '../renewal/index.js';
 import { isStoreFault } from '../storage/errors.js';
 import { keys } from '../storage/keys.js';
 import { withLock, LockLostError, LockTimeoutError, type HeldLock } from '../storage/lock.js';
 import type { CertificateSpool } from '../storage/spool.js';
-import type { CertificateBundle, Storage } from '../storage/storage.js';
+import type { CertificateBundle, CertificateVariant, Storage } from '../storage/storage.js';
 
 export type { IssueOutcome } from '../renewal/job.js';
 
@@ -213,29 +215,46 @@ export class Issuer extends EventEmitter<{ outcome: [JobEvent]; progress: [JobPr
       await this.store(held, lock);
       return this.issuedEvent(cert, held, { requests: 0, started, fromSpool: true });
     }
-    if (!job.force && stored && covers(stored) && record && !isRenewalDue(record, new Date(this.now))) {
+    const settings = this.opts.settings(cert);
+    // Adding or dropping the RSA certificate beside the primary one is a change worth an order now.
+    const keptTypes = (b: CertificateBundle) => (settings.keyTypes.length === 2) === Boolean(b.rsa);
+    if (!job.force && stored && covers(stored) && keptTypes(stored) && record && !isRenewalDue(record, new Date(this.now))) {
       return { type: 'skipped', name: cert.name, names: cert.names, reason: 'valid', outcome: this.outcome(cert, stored, false, 0, started) };
     }
     if (!job.force && record?.backoff && isBackedOff(record.backoff, new Date(this.now))) {
       throw new BackedOffError(cert.name, record.backoff); // recorded by another instance meanwhile
     }
 
-    const settings = this.opts.settings(cert);
-    // reuse_key: the stored key, as long as it is still of the kind the settings ask for.
-    const reuseKey = settings.reuseKey && stored && keyMatches(stored.privkey, settings) ? stored.privkey : undefined;
     await this.opts.preflight?.(cert);
     signal.throwIfAborted();
-    const replaces = stored && covers(stored) ? record?.ari?.certId : undefined;
-    // Each order starts at the first CA, so renewals go back to it once it answers again.
+    // One order per key type, the primary first, for the same names; stored only when all
+    // succeeded, so the two certificates are always renewed together (both or neither).
+    const replacing = stored && covers(stored) ? stored : undefined;
+    const issuedBy = record?.ca ?? this.opts.cas()[0];
+    const orderEachKeyType = async (directoryUrl: string): Promise<IssuedCertificate[]> => {
+      const issued: IssuedCertificate[] = [];
+      for (const keyType of settings.keyTypes) {
+        const variantSettings = { ...settings, keyType };
+        const previous = replacing && (keyType === settings.keyType ? replacing : replacing.rsa);
+        // reuse_key: the variant's own stored key, as long as it is still of the kind the settings ask for.
+        const reuseKey = settings.reuseKey && previous && keyMatches(previous.privkey, variantSettings) ? previous.privkey : undefined;
+        // ARI `replaces` names the certificate this order succeeds (the index holds the primary's),
+        // and only the CA that issued it knows it.
+        const replaces = !previous || !record?.ari || directoryUrl !== issuedBy ? undefined
+          : keyType === settings.keyType ? record.ari.certId : certIdOrNone(previous.cert);
+        signal.throwIfAborted();
+        issued.push(await this.order(directoryUrl, job, signal, replaces, attempt, step, { ...variantSettings, reuseKey }));
+      }
+      return issued;
+    };
+    // Each order starts at the first CA, so renewals go back to it once it answers again;
+    // both key types come from one CA, the one shown as having issued the certificate.
     const { value: issued, ca } = await orderWithFallback(
-      this.opts.cas(),
-      (directoryUrl) => this.order(directoryUrl, job, signal, replaces, attempt, step, { ...settings, reuseKey }),
-      (fallback) => this.emit('fallback', fallback),
-      () => this.opts.ca.unavailable(),
+      this.opts.cas(), orderEachKeyType, (fallback) => this.emit('fallback', fallback), () => this.opts.ca.unavailable(),
     );
+    const [primary, rsa] = issued;
     const bundle: CertificateBundle = {
-      name: cert.name, names: cert.names, cert: issued.cert, chain: issued.chain, fullchain: issued.fullchain, privkey: issued.privkey,
-      notBefore: issued.notBefore.toISOString(), notAfter: issued.notAfter.toISOString(),
+      name: cert.name, names: cert.names, ...variantOf(primary), ...(rsa ? { rsa: variantOf(rsa) } : {}),
     };
     try {
       await this.store(bundle, lock);
@@ -247,7 +266,11 @@ export class Issuer extends EventEmitter<{ outcome: [JobEvent]; progress: [JobPr
     }
     step('stored');
     await this.forgetOrder(cert);
-    return this.issuedEvent(cert, bundle, { requests: issued.requests, started, resumed: issued.resumed, dnsPropagationMs: issued.propagationMs, ca });
+    const propagation = issued.filter((i) => i.propagationMs !== undefined);
+    return this.issuedEvent(cert, bundle, {
+      requests: issued.reduce((sum, i) => sum + i.requests, 0), started, resumed: issued.some((i) => i.resumed),
+      dnsPropagationMs: propagation.length ? propagation.reduce((sum, i) => sum + i.propagationMs!, 0) : undefined, ca,
+    });
   }
 
   /** Asks one CA, through its backoff gate, resuming a pending order placed with it when there is one. */
@@ -269,7 +292,7 @@ export class Issuer extends EventEmitter<{ outcome: [JobEvent]; progress: [JobPr
       await this.opts.beforeOrder?.(cert);
       attempt.ordered = true;
       const solver = this.opts.solver(cert);
-      const resume = await this.pendingOrder(cert, directoryUrl);
+      const resume = await this.pendingOrder(cert, directoryUrl, settings.keyType);
       const issued = await engine.issue({
         names: cert.names, keyType: settings.keyType, rsaBits: settings.rsaBits, curve: settings.curve, reuseKey: settings.reuseKey,
         profile: settings.profile, preferredChain: settings.preferredChain, replaces, signal, resume,
@@ -301,15 +324,18 @@ export class Issuer extends EventEmitter<{ outcome: [JobEvent]; progress: [JobPr
     await this.opts.spool.release(bundle.name, bundle.notAfter);
   }
 
-  /** The order an earlier run placed with this CA (one placed before acmed knew several CAs: with the first). */
-  private async pendingOrder(cert: ManagedCertificate, directoryUrl: string): Promise<PendingOrder | undefined> {
+  /**
+   * The order an earlier run placed with this CA for this certificate and key type (with two
+   * types, the one in flight then; one placed before acmed knew several CAs: with the first).
+   */
+  private async pendingOrder(cert: ManagedCertificate, directoryUrl: string, keyType: OrderSettings['keyType']): Promise<PendingOrder | undefined> {
     const order = this.opts.index.get(cert.name)?.order;
     if (!order || order.names.join(',') !== cert.names.join(',')) return undefined;
     const raw = await this.opts.storage.get(keys.order(cert.name)).catch(() => null);
     if (!raw) return undefined;
     try {
       const saved = JSON.parse(raw) as PendingOrder;
-      return saved.url === order.url && (saved.ca ?? this.opts.cas()[0]) === directoryUrl ? saved : undefined;
+      return saved.url === order.url && saved.keyType === keyType && (saved.ca ?? this.opts.cas()[0]) === directoryUrl ? saved : undefined;
     } catch {
       return undefined;
     }
@@ -362,10 +388,40 @@ export class Issuer extends EventEmitter<{ outcome: [JobEvent]; progress: [JobPr
   }
 
   private outcome(cert: ManagedCertificate, bundle: CertificateBundle, issued: boolean, requests: number, started: number): IssueOutcome {
+    const keyTypes = [bundle.cert, ...(bundle.rsa ? [bundle.rsa.cert] : [])].flatMap((pem) => {
+      const type = keyTypeOfCertificate(pem);
+      return type ? [type] : [];
+    });
     return {
       name: cert.name, names: bundle.names, notBefore: bundle.notBefore, notAfter: bundle.notAfter,
       location: this.opts.storage.location(cert.name), issued, requests, durationMs: Date.now() - started,
+      keyTypes, ...(bundle.rsa ? { rsaNotAfter: bundle.rsa.notAfter } : {}),
     };
+  }
+}
+
+/** One order's certificate as the bundle's fields (the primary's, or its `rsa` variant). */
+function variantOf(issued: IssuedCertificate): CertificateVariant {
+  return {
+    cert: issued.cert, chain: issued.chain, fullchain: issued.fullchain, privkey: issued.privkey,
+    notBefore: issued.notBefore.toISOString(), notAfter: issued.notAfter.toISOString(),
+  };
+}
+
+/** A certificate without the parts ARI needs (no AKI) is replaced without naming it. */
+function certIdOrNone(pem: string): string | undefined {
+  try {
+    return ariCertId(pem);
+  } catch {
+    return undefined;
+  }
+}
+
+function keyTypeOfCertificate(pem: string): 'ecc' | 'rsa' | undefined {
+  try {
+    return readCertificateInfo(pem).keyType;
+  } catch {
+    return undefined;
   }
 }
 

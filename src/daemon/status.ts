@@ -63,5 +63,7 @@ export function statusOf(record: IndexRecord, src: StatusSources): CertificateSt
     backoff_until: inBackoff ? backoff.until : null,
     pending_order: record.order?.url ?? null,
     ca: record.notAfter !== null ? record.ca ?? firstCa(src.config) : null,
+    key_types: record.notAfter !== null ? record.keyTypes ?? [] : [],
+    rsa_not_after: record.notAfter !== null ? record.rsaNotAfter ?? null : null,
   };
 }

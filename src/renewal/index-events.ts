@@ -26,8 +26,9 @@ export function recordJobEvents(index: CertificateIndex, opts: IndexEventOptions
     if (event.type === 'issued') {
       const { name } = event.outcome;
       const info = readCertificateInfo(event.bundle.cert);
+      const rsa = event.bundle.rsa ? readCertificateInfo(event.bundle.rsa.cert) : undefined;
       void index.update(name, event.bundle.names, (prev) => ({
-        ...recordFromCertificate(name, info, prev, opts.policy(), now()), backoff: null, order: null,
+        ...recordFromCertificate(name, info, prev, opts.policy(), now(), rsa), backoff: null, order: null,
         ...(event.outcome.ca ? { ca: event.outcome.ca } : {}),
       })).catch(persistFailed(name));
     } else if (event.type === 'failed' && event.blame === 'host') {

@@ -34,11 +34,20 @@ export interface PendingOrderRecord {
 export interface IndexRecord {
   name: string;
   names: string[];
-  /** Facts of the stored certificate; null while there is none. */
+  /**
+   * Facts of the stored certificate; null while there is none. With an RSA
+   * certificate kept beside the primary one (`cert_type: [ecc, rsa]`, renewed
+   * together), notBefore/notAfter are those of the one that expires first, so
+   * renewal and expiry follow it; serial, issuer and ARI are the primary's.
+   */
   notBefore: string | null;
   notAfter: string | null;
   serial: string | null;
   issuer: string | null;
+  /** Key types stored, the primary first; absent in records written before acmed knew of two. */
+  keyTypes?: ('ecc' | 'rsa')[];
+  /** The RSA certificate kept beside the primary one: its not-after; null or absent when there is none. */
+  rsaNotAfter?: string | null;
   /** When renewal is due; null while there is no certificate (due at once). */
   renewAt: string | null;
   renewReason: RenewalReason | 'missing';
@@ -66,16 +75,19 @@ export function missingRecord(name: string, names: string[], now: Date): IndexRe
  * while it is about this very certificate).
  */
 export function recordFromCertificate(
-  name: string, info: CertificateInfo, prev: IndexRecord | null, policy: RenewalPolicy, now: Date,
+  name: string, info: CertificateInfo, prev: IndexRecord | null, policy: RenewalPolicy, now: Date, rsa?: CertificateInfo,
 ): IndexRecord {
   const sameCertificate = prev?.serial === info.serialHex;
+  const first = rsa && rsa.notAfter < info.notAfter ? rsa : info;
   const record: IndexRecord = {
     name,
     names: info.names,
-    notBefore: info.notBefore.toISOString(),
-    notAfter: info.notAfter.toISOString(),
+    notBefore: first.notBefore.toISOString(),
+    notAfter: first.notAfter.toISOString(),
     serial: info.serialHex,
     issuer: info.issuer,
+    keyTypes: [info, ...(rsa ? [rsa] : [])].flatMap((i) => (i.keyType ? [i.keyType] : [])),
+    rsaNotAfter: rsa ? rsa.notAfter.toISOString() : null,
     renewAt: null,
     renewReason: 'lifetime-fraction',
     ari: sameCertificate ? prev?.ari ?? null : null,
@@ -147,6 +159,8 @@ export function parseIndexRecord(raw: string): IndexRecord | null {
     name: v.name,
     names: v.names as string[],
     ...(fields as Pick<IndexRecord, 'notBefore' | 'notAfter' | 'renewAt' | 'serial' | 'issuer'>),
+    ...(Array.isArray(v.keyTypes) ? { keyTypes: v.keyTypes.filter((t): t is 'ecc' | 'rsa' => t === 'ecc' || t === 'rsa') } : {}),
+    ...(typeof v.rsaNotAfter === 'string' && !Number.isNaN(Date.parse(v.rsaNotAfter)) ? { rsaNotAfter: v.rsaNotAfter } : {}),
     renewReason: (typeof v.renewReason === 'string' ? v.renewReason : 'missing') as IndexRecord['renewReason'],
     ari,
     backoff: parseBackoffRecord(v.backoff),

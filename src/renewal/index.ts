@@ -125,8 +125,10 @@ export class CertificateIndex extends EventEmitter<{ change: [IndexRecord]; remo
     // The common case at reconciliation: the same certificate as recorded; no full parse.
     if (prev && prev.renewAt !== null && prev.serial !== null && serialOfPem(bundle.cert) === prev.serial) return false;
     let info;
+    let rsa;
     try {
       info = readCertificateInfo(bundle.cert);
+      rsa = bundle.rsa ? readCertificateInfo(bundle.rsa.cert) : undefined;
     } catch (err) {
       this.opts.log.warn({ cert: name, err: (err as Error).message }, 'stored certificate cannot be parsed; it will be replaced');
       if (prev?.serial === null) return false;
@@ -134,7 +136,7 @@ export class CertificateIndex extends EventEmitter<{ change: [IndexRecord]; remo
       return true;
     }
     if (prev && prev.serial === info.serialHex && prev.renewAt !== null) return false;
-    await this.put(recordFromCertificate(name, info, prev, this.opts.policy(), this.now));
+    await this.put(recordFromCertificate(name, info, prev, this.opts.policy(), this.now, rsa));
     if (prev) this.opts.log.info({ cert: name, serial: info.serialHex }, 'index record rebuilt from the stored certificate');
     return true;
   }

@@ -32,6 +32,10 @@ export interface IssueOutcome {
   /** The directory URL of the CA that issued it, when this job ordered it. */
   ca?: string;
   deployHook?: { ok: boolean; exitCode: number | null; timedOut: boolean; output: string };
+  /** The key types stored, the primary first. */
+  keyTypes?: ('ecc' | 'rsa')[];
+  /** The RSA certificate stored beside the primary one (`cert_type: [ecc, rsa]`): its not-after. */
+  rsaNotAfter?: string;
 }
 
 /** A job's step as it starts, for whoever watches it (`acmed issue` on a terminal). */

@@ -17,7 +17,7 @@ import { hostname } from 'node:os';
 import Consul from 'consul';
 import type { Config } from '../config/schema.js';
 import { normalizeHostname } from '../hostname.js';
-import { fromFields } from './certificate-fields.js';
+import { fromFields, pemEntries, RSA_PEM_FIELDS } from './certificate-fields.js';
 import { ConsulSession } from './consul-session.js';
 import { StorageError } from './errors.js';
 import { assertValidKey } from './keys.js';
@@ -40,7 +40,6 @@ interface Entry {
 
 type TxnOp = { KV: { Verb: string; Key: string; Value?: string; Flags?: number; Index?: number; Session?: string } };
 
-const PEM_FILES = ['fullchain', 'privkey', 'cert', 'chain'] as const;
 const ADD_ATTEMPTS = 3;
 
 export function createConsulStorage(opts: ConsulStorageOptions): Storage {
@@ -161,9 +160,11 @@ export function createConsulStorage(opts: ConsulStorageOptions): Storage {
 
     async putCertificate(bundle) {
       const dir = certDir(bundle.name);
-      const ops: TxnOp[] = PEM_FILES.map((file) => ({
-        KV: { Verb: 'set', Key: `${dir}${file}.pem`, Value: Buffer.from(bundle[file]).toString('base64') },
+      const ops: TxnOp[] = pemEntries(bundle).map(([file, pem]) => ({
+        KV: { Verb: 'set', Key: `${dir}${file}.pem`, Value: Buffer.from(pem).toString('base64') },
       }));
+      // Same transaction: a certificate without an RSA variant leaves no earlier one behind.
+      if (!bundle.rsa) for (const file of RSA_PEM_FIELDS) ops.push({ KV: { Verb: 'delete', Key: `${dir}${file}.pem` } });
       const rollback = await txn('putCertificate', ops);
       if (rollback) throw new StorageError(`${where}: putCertificate ${bundle.name} rolled back: ${rollback.join('; ')}`);
     },

@@ -21,7 +21,7 @@ import { circuitBreaker, ConsecutiveBreaker, handleWhen, retry } from 'cockatiel
 import { Etcd3, isRecoverableError, type IKeyValue, type IOptions, type IRequestOp } from 'etcd3';
 import type { Config } from '../config/schema.js';
 import { normalizeHostname } from '../hostname.js';
-import { fromFields } from './certificate-fields.js';
+import { fromFields, pemEntries, RSA_PEM_FIELDS } from './certificate-fields.js';
 import { StorageError } from './errors.js';
 import { assertValidKey } from './keys.js';
 import { assertValidPrefix } from './list-prefix.js';
@@ -30,7 +30,6 @@ import type { Storage } from './storage.js';
 
 export type EtcdStorageOptions = Config['storage_config']['etcd'];
 
-const PEM_FILES = ['fullchain', 'privkey', 'cert', 'chain'] as const;
 /** Keys per range request: a page of a list or scan. */
 const PAGE = 1000;
 const ADD_ATTEMPTS = 3;
@@ -205,7 +204,9 @@ export function createEtcdStorage(opts: EtcdStorageOptions): Storage {
 
     async putCertificate(bundle) {
       const dir = certDir(bundle.name);
-      const ops: IRequestOp[] = PEM_FILES.map((file) => ({ request_put: { key: Buffer.from(`${dir}${file}.pem`), value: Buffer.from(bundle[file]) } }));
+      const ops: IRequestOp[] = pemEntries(bundle).map(([file, pem]) => ({ request_put: { key: Buffer.from(`${dir}${file}.pem`), value: Buffer.from(pem) } }));
+      // Same transaction: a certificate without an RSA variant leaves no earlier one behind.
+      if (!bundle.rsa) for (const file of RSA_PEM_FIELDS) ops.push({ request_delete_range: { key: Buffer.from(`${dir}${file}.pem`) } });
       const res = await call('putCertificate', () => client.kv.txn({ compare: [], success: ops }));
       if (!res.succeeded) throw new StorageError(`${where}: putCertificate ${bundle.name} was not applied`);
     },

@@ -1,7 +1,9 @@
 /**
  * File storage, the embedded default. acmed's own state lives under
  * <path>/state/<key>; certificates are written certbot-style so existing
- * nginx configs work: <path>/live/<name>/{cert,chain,fullchain,privkey}.pem.
+ * nginx configs work: <path>/live/<name>/{cert,chain,fullchain,privkey}.pem,
+ * plus {cert,chain,fullchain,privkey}-rsa.pem for an RSA certificate kept
+ * beside the primary one, in the same version directory.
  *
  * live/<name> is a symlink to archive/<name>/<version>/, swapped with one
  * rename, so a reader never sees a new fullchain beside an old key. A version
@@ -14,8 +16,8 @@ import { lstat, readdir, readFile, readlink, realpath, rename, rm, stat, statfs,
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { dirname, join, resolve } from 'node:path';
 import { normalizeHostname } from '../hostname.js';
-import { readCertificateInfo } from '../certificate-info.js';
 import { ensureDir, fsyncDir, tempPathFor, writeFileAtomic, writeNewFile } from './atomic-write.js';
+import { fromFields, pemEntries, RSA_PEM_FIELDS } from './certificate-fields.js';
 import { assertValidKey } from './keys.js';
 import { assertValidPrefix } from './list-prefix.js';
 import type { CertificateBundle, Storage } from './storage.js';
@@ -229,11 +231,15 @@ export function createFileStorage(opts: FileStorageOptions): Storage {
       let adopted: string | null = null;
       try {
         await ensureDir(versionDir);
-        for (const file of PEM_FILES) {
-          const mode = file === 'privkey' ? 0o600 : 0o644;
-          await writeNewFile(join(versionDir, `${file}.pem`), bundle[file], mode);
+        // Both key types go into this one version, so the swap below replaces them together.
+        for (const [file, pem] of pemEntries(bundle)) {
+          const mode = file.startsWith('privkey') ? 0o600 : 0o644;
+          await writeNewFile(join(versionDir, `${file}.pem`), pem, mode);
         }
-        if (opts.haproxyPem) await writeNewFile(join(versionDir, 'combined.pem'), bundle.fullchain + bundle.privkey, 0o600);
+        if (opts.haproxyPem) {
+          await writeNewFile(join(versionDir, 'combined.pem'), bundle.fullchain + bundle.privkey, 0o600);
+          if (bundle.rsa) await writeNewFile(join(versionDir, 'combined-rsa.pem'), bundle.rsa.fullchain + bundle.rsa.privkey, 0o600);
+        }
         await fsyncDir(versionDir);
         await ensureDir(liveDir);
         await symlink(join('..', 'archive', name, version), tempLink);
@@ -266,24 +272,19 @@ export function createFileStorage(opts: FileStorageOptions): Storage {
     async getCertificate(name) {
       const live = join(root, 'live', normalizeHostname(name));
       try {
-        // Resolve live/<name> once, so all four files come from one version
+        // Resolve live/<name> once, so all files come from one version
         // even if putCertificate swaps the link meanwhile; if that version is
         // pruned under us, resolve again.
-        let files: string[] | undefined;
+        let files: Record<string, string> | undefined;
         for (let attempt = 0; !files; attempt++) {
           const dir = await realpath(live);
           try {
-            files = await Promise.all(PEM_FILES.map((file) => readFile(join(dir, `${file}.pem`), 'utf8')));
+            files = await readVersion(dir);
           } catch (err) {
             if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || attempt >= 2 || (await realpath(live)) === dir) throw err;
           }
         }
-        const [cert, chain, fullchain, privkey] = files;
-        const info = readCertificateInfo(cert);
-        return {
-          name: normalizeHostname(name), names: info.names, cert, chain, fullchain, privkey,
-          notBefore: info.notBefore.toISOString(), notAfter: info.notAfter.toISOString(),
-        } satisfies CertificateBundle;
+        return fromFields(name, files);
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
         throw err;
@@ -407,6 +408,26 @@ async function recoverInterruptedWrites(root: string, olderThan: number): Promis
     }
   }
   return removed;
+}
+
+/**
+ * The PEM files of one version directory by field name; the `-rsa` ones
+ * only when the version has them. ENOENT when a required file is missing,
+ * or when the directory went (pruned) while it was read.
+ */
+async function readVersion(dir: string): Promise<Record<string, string>> {
+  const read = (file: string) => readFile(join(dir, `${file}.pem`), 'utf8');
+  const optional = (file: string) => read(file).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return null;
+    throw err;
+  });
+  const [required, rsa] = await Promise.all([Promise.all(PEM_FILES.map(read)), Promise.all(RSA_PEM_FIELDS.map(optional))]);
+  // Versions are never changed, only removed whole: a missing -rsa file is a version without one, unless the version went.
+  if (rsa.includes(null)) await stat(join(dir, 'cert.pem'));
+  const files: Record<string, string> = {};
+  PEM_FILES.forEach((file, i) => { files[file] = required[i]; });
+  RSA_PEM_FIELDS.forEach((file, i) => { if (rsa[i] !== null) files[file] = rsa[i]!; });
+  return files;
 }
 
 /** A directory's entries; none when it does not exist (yet). */

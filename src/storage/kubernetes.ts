@@ -23,7 +23,7 @@ import { createHash } from 'node:crypto';
 import { CoordinationV1Api, CoreV1Api, type V1Lease, type V1Secret, V1MicroTime } from '@kubernetes/client-node';
 import type { Config } from '../config/schema.js';
 import { describeApiError, loadKubeConfig, ownNamespace, statusOf } from '../kubernetes/client.js';
-import { bundleFromSecret, tlsSecret } from '../kubernetes/tls-secret.js';
+import { bundleFromSecret, storedCertificateSecret } from '../kubernetes/tls-secret.js';
 import { normalizeHostname } from '../hostname.js';
 import { StorageError } from './errors.js';
 import { assertValidKey } from './keys.js';
@@ -232,9 +232,9 @@ export function createKubernetesStorage(opts: KubernetesStorageOptions): Storage
       for (let attempt = 0; attempt < SET_ATTEMPTS; attempt++) {
         const current: V1Secret | number = await call('putCertificate', () => core.readNamespacedSecret({ name, namespace }), [404]);
         const done = typeof current === 'number'
-          ? await call('putCertificate', () => core.createNamespacedSecret({ namespace, body: tlsSecret(meta, bundle) }), [409])
+          ? await call('putCertificate', () => core.createNamespacedSecret({ namespace, body: storedCertificateSecret(meta, bundle) }), [409])
           : await call('putCertificate', () => core.replaceNamespacedSecret({
-            name, namespace, body: tlsSecret(meta, bundle, current.metadata?.resourceVersion),
+            name, namespace, body: storedCertificateSecret(meta, bundle, current.metadata?.resourceVersion),
           }), [404, 409]);
         if (typeof done !== 'number') return;
       }

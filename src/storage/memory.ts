@@ -58,14 +58,14 @@ export function createMemoryStorage(opts: { now?: () => number } = {}): Storage 
       onBatch([...values.keys()].filter((key) => key.startsWith(prefix) && live(key)).map((key) => [key, values.get(key)!.value]));
     },
     async putCertificate(bundle) {
-      certificates.set(normalizeHostname(bundle.name), { ...bundle });
+      certificates.set(normalizeHostname(bundle.name), structuredClone(bundle));
     },
     async deleteCertificate(name) {
       certificates.delete(normalizeHostname(name));
     },
     async getCertificate(name) {
       const bundle = certificates.get(normalizeHostname(name));
-      return bundle ? { ...bundle } : null;
+      return bundle ? structuredClone(bundle) : null;
     },
     location(name) {
       return `memory:${normalizeHostname(name)}`;

@@ -16,6 +16,7 @@ import { ensureDir, writeFileAtomic } from './atomic-write.js';
 import type { CertificateBundle } from './storage.js';
 
 const BUNDLE_FIELDS = ['name', 'cert', 'chain', 'fullchain', 'privkey', 'notBefore', 'notAfter'] as const;
+const VARIANT_FIELDS = ['cert', 'chain', 'fullchain', 'privkey', 'notBefore', 'notAfter'] as const;
 
 /** The bundle in a spool file, or null when the file is not one (never echoing the content). */
 function parseBundle(text: string): CertificateBundle | null {
@@ -32,6 +33,12 @@ function parseBundle(text: string): CertificateBundle | null {
   const bundle = {} as Record<string, unknown>;
   for (const field of BUNDLE_FIELDS) bundle[field] = record[field];
   bundle.names = [...record.names];
+  // The RSA certificate kept beside the primary one is held with it, or the bundle is not one.
+  if (record.rsa !== undefined) {
+    const rsa = record.rsa as Record<string, unknown> | null;
+    if (typeof rsa !== 'object' || rsa === null || VARIANT_FIELDS.some((field) => typeof rsa[field] !== 'string')) return null;
+    bundle.rsa = Object.fromEntries(VARIANT_FIELDS.map((field) => [field, rsa[field]]));
+  }
   return bundle as unknown as CertificateBundle;
 }
 

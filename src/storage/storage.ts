@@ -8,7 +8,26 @@
  * Keys are "/"-separated paths of safe segments (see keys.ts).
  */
 
-/** A certificate with its key, as the terminator consumes it. */
+/**
+ * The RSA certificate kept beside the primary one (`cert_type: [ecc, rsa]`):
+ * same names, its own key, stored under the `-rsa` names
+ * (`fullchain-rsa.pem`, field `fullchain-rsa`, …) in the same write.
+ */
+export interface CertificateVariant {
+  cert: string;
+  chain: string;
+  fullchain: string;
+  privkey: string;
+  notBefore: string;
+  notAfter: string;
+}
+
+/**
+ * A certificate with its key, as the terminator consumes it. The plain
+ * fields hold the primary certificate (ECDSA when both types are kept, else
+ * the one type asked for); `rsa` the RSA one kept beside it, if any. Both
+ * are written and read as one: a write without `rsa` leaves no RSA copy.
+ */
 export interface CertificateBundle {
   /** The certificate's first name: where it is stored. */
   name: string;
@@ -23,6 +42,7 @@ export interface CertificateBundle {
   privkey: string;
   notBefore: string;
   notAfter: string;
+  rsa?: CertificateVariant;
 }
 
 export interface Storage {

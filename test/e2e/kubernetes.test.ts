@@ -56,6 +56,8 @@ before(async () => {
       tos_accepted: true,
       api_uri: pebble.directoryUrl,
       ca_bundle: pebble.caBundlePath,
+      // An Ingress Secret holds one pair: Ingress certificates are ordered with the first type alone.
+      cert_type: ['ecc', 'rsa'],
       challenge: { listen: [`${address}:${httpPort}`] },
       admin: { socket: join(sub, 'admin.sock') },
       storage: 'kubernetes',
@@ -156,7 +158,8 @@ test('an annotated Ingress with two TLS entries gets two valid Secrets; two repl
   const api = await secretCovering('api-tls', ['api.example.com']);
   assertValidPair(shop, ['shop.example.com', 'www.shop.example.com']);
   assertValidPair(api, ['api.example.com']);
-  assert.equal(orderCount() - ordersBefore, 2, 'each certificate was ordered once, by one of the two replicas');
+  assert.equal(orderCount() - ordersBefore, 2, 'each certificate was ordered once, by one of the two replicas, for one key type');
+  assert.equal(createPublicKey(shop.key).asymmetricKeyType, 'ec', 'cert_type [ecc, rsa]: the Secret holds the first type');
 
   const annotations = JSON.parse(await kubectl('get', 'secret', '-n', appNamespace, `${prefix}-api-tls`, '-o', 'jsonpath={.metadata}'));
   assert.equal(annotations.labels['app.kubernetes.io/managed-by'], 'acmed');

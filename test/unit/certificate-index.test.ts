@@ -57,6 +57,42 @@ test('a stored certificate without a record gets one with a renewal time when th
   assert.equal(again.get('a.example.com')?.renewAt, record.renewAt);
 });
 
+test('cert_type [ecc, rsa]: the pair is due when the one that expires first is; serial and key types are recorded', async () => {
+  const rsaDir = await mkdtemp(join(dir, 'dual-'));
+  // The RSA certificate expires first (10 days against 30): renewal and expiry follow it.
+  const { name: _n, names: _ns, ...rsa } = await makeCertificate(rsaDir, ['a.example.com', 'www.a.example.com'], 'rsa', 'rsa', 10);
+  const dual: CertificateBundle = { ...first, rsa };
+  const now = Date.parse(first.notBefore) + 1_000;
+  const storage = createMemoryStorage();
+  await storage.putCertificate(dual);
+  const index = indexOn(storage, () => now);
+  await index.load();
+  assert.equal(await index.reconcile(), 1);
+  const record = index.get('a.example.com')!;
+  assert.equal(record.notAfter, rsa.notAfter);
+  assert.equal(record.notBefore, rsa.notBefore);
+  const lifetime = Date.parse(rsa.notAfter) - Date.parse(rsa.notBefore);
+  assert.equal(Date.parse(record.renewAt!), Date.parse(rsa.notAfter) - lifetime / 3);
+  assert.equal(record.serial, new X509Certificate(first.cert).serialNumber.toLowerCase(), 'the primary (ECDSA) serial');
+  assert.deepEqual(record.keyTypes, ['ecc', 'rsa']);
+  assert.equal(record.rsaNotAfter, rsa.notAfter);
+  const stored = parseIndexRecord((await storage.get('index/a.example.com'))!);
+  assert.deepEqual(stored?.keyTypes, ['ecc', 'rsa']);
+  assert.equal(stored?.rsaNotAfter, rsa.notAfter);
+
+  // The job that stores the ECDSA certificate alone (rsa dropped from cert_type) leaves no RSA facts.
+  const onEvent = recordJobEvents(index, { policy: () => ({ renewThresholdDays: null }), failBackoffMinutes: () => 5, log, now: () => now });
+  onEvent({
+    type: 'issued', bundle: replacement,
+    outcome: { name: 'a.example.com', names: replacement.names, notBefore: replacement.notBefore, notAfter: replacement.notAfter, location: '', issued: true, requests: 1, durationMs: 1 },
+  });
+  await index.flush();
+  const after = index.get('a.example.com')!;
+  assert.deepEqual(after.keyTypes, ['ecc']);
+  assert.equal(after.rsaNotAfter, null);
+  assert.equal(after.notAfter, replacement.notAfter);
+});
+
 test('a PEM replaced by hand, or a record that is unreadable, is rebuilt from storage', async () => {
   const now = Date.parse(first.notBefore) + 1_000;
   const storage = createMemoryStorage();

@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { ConfigError, loadConfig, parseConfig } from '../../src/config/load.js';
 import { certificateForHost, configuredCertificates, isManagedName, managedCertificateNamed } from '../../src/config/managed.js';
+import { orderSettings } from '../../src/config/order-settings.js';
 
 const run = promisify(execFile);
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -551,4 +552,30 @@ describe('several CAs (api_uri as a list)', () => {
     const second = parseConfig(`${BASE}api_uri: [${B}, ${A}]\neab_kid: k1\neab_hmac_key: c2VjcmV0\n`);
     assert.equal(configuredEab(second, A), undefined, 'eab_kid belongs to the first CA only');
   });
+});
+
+describe('cert_type: one type or both side by side', () => {
+  test('[ecc, rsa] is accepted globally and per certificate, in either order, ECDSA first', () => {
+    const config = parseConfig(`${BASE}cert_type: [rsa, ecc]\ncertificates:\n  - names: [a.example.com]\n  - names: [b.example.com]\n    cert_type: [rsa]\n  - names: [c.example.com]\n    cert_type: ecc\n    rsa_key_size: 2048\n`);
+    assert.deepEqual(config.cert_type, ['rsa', 'ecc']);
+    assert.deepEqual(orderSettings(config, 'a.example.com').keyTypes, ['ecc', 'rsa']);
+    assert.equal(orderSettings(config, 'a.example.com').keyType, 'ecc', 'the ECDSA certificate is the primary one');
+    assert.deepEqual(orderSettings(config, 'b.example.com').keyTypes, ['rsa'], 'a one-item list is the plain value');
+    assert.deepEqual(orderSettings(config, 'c.example.com').keyTypes, ['ecc']);
+    assert.deepEqual(orderSettings(parseConfig(BASE), 'x.example.com').keyTypes, ['ecc'], 'the default');
+  });
+
+  const rejected: [string, RegExp][] = [
+    ['[ecc, ecc]', /cert_type: \["ecc","ecc"\] repeats a type: give ecc, rsa or \[ecc, rsa\]/],
+    ['[]', /cert_type: an empty list: give ecc, rsa or \[ecc, rsa\]/],
+    ['[dsa]', /cert_type: expected "ecc", "rsa" or both as a list, \[ecc, rsa\]/],
+    ['[ecc, rsa, ecc]', /cert_type: \["ecc","rsa","ecc"\] repeats a type/],
+  ];
+  for (const [value, message] of rejected) {
+    test(`cert_type: ${value} is refused at the value, globally and per certificate`, () => {
+      assertOneProblem(`${BASE}cert_type: ${value}\n`, value, new RegExp(`^acmed\\.yaml:3:12: ${message.source}`));
+      const perCert = `${BASE}certificates:\n  - names: [a.example.com]\n    cert_type: ${value}\n`;
+      assertOneProblem(perCert, value, new RegExp(`certificates\\.0\\.${message.source}`), 4);
+    });
+  }
 });

@@ -70,6 +70,16 @@ describe('CertificateSpool', () => {
     assert.ok(!raw.join('\n').includes(SECRET), 'no key in the log');
   });
 
+  test('a bundle with an RSA certificate beside the primary one survives a re-open whole', async () => {
+    const dir = freshDir();
+    const { log } = capturedLog();
+    const { name: _n, names: _ns, ...rsa } = bundle('d.example.com', MARCH, 'rsa');
+    const dual = { ...bundle('d.example.com', APRIL), rsa };
+    await (await CertificateSpool.open(dir, { log })).hold(dual);
+    const reopened = await CertificateSpool.open(dir, { log });
+    assert.deepEqual(reopened.get('d.example.com'), dual);
+  });
+
   test('a newer bundle for a name replaces an older one; an older one does not replace a newer', async () => {
     const dir = freshDir();
     const { log } = capturedLog();

@@ -18,14 +18,17 @@ import type { BackendFixture } from './storage-contract-fixtures.js';
 const sorted = (keys: string[]) => [...keys].sort();
 
 /** A certificate made once per process: openssl is the slow part. */
-let certs: Promise<{ first: CertificateBundle; renewed: CertificateBundle }> | undefined;
+let certs: Promise<{ first: CertificateBundle; renewed: CertificateBundle; dual: CertificateBundle }> | undefined;
 function testCertificates() {
   certs ??= (async () => {
     const dir = await mkdtemp(join(tmpdir(), 'acmed-contract-cert-'));
     try {
       const first = await makeCertificate(dir, ['shop.example.com', 'www.shop.example.com'], 'first');
       const renewed = await makeCertificate(dir, ['shop.example.com', 'www.shop.example.com'], 'renewed');
-      return { first, renewed };
+      // cert_type: [ecc, rsa]: an ECDSA certificate with an RSA one beside it.
+      const ecc = await makeCertificate(dir, ['shop.example.com', 'www.shop.example.com'], 'dual-ecc');
+      const { name: _name, names: _names, ...rsa } = await makeCertificate(dir, ['shop.example.com', 'www.shop.example.com'], 'dual-rsa', 'rsa');
+      return { first, renewed, dual: { ...ecc, rsa } };
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
@@ -203,6 +206,25 @@ export function contractCases(fx: () => BackendFixture): void {
     await a.deleteCertificate('shop.example.com'); // deleting what is gone is not an error
     await a.putCertificate(first); // and the name can be written again
     assert.deepEqual(await b.getCertificate('shop.example.com'), first);
+  });
+
+  it('a certificate with an RSA variant comes back with both; a later one without leaves no RSA copy', async () => {
+    const [a, b] = await two();
+    const { first, dual } = await testCertificates();
+    await a.putCertificate(dual);
+    const got = await b.getCertificate('shop.example.com');
+    assert.deepEqual(got, dual);
+    assertKeyMatchesCertificate(got!);
+    assertKeyMatchesCertificate({ ...got!, ...got!.rsa! });
+    assert.equal(createPublicKey(got!.privkey).asymmetricKeyType, 'ec');
+    assert.equal(createPublicKey(got!.rsa!.privkey).asymmetricKeyType, 'rsa');
+    if (b.getCertificatePem) assert.equal(await b.getCertificatePem('shop.example.com'), dual.cert, 'the plain leaf is the primary one');
+    await a.putCertificate(first);
+    const after = await b.getCertificate('shop.example.com');
+    assert.deepEqual(after, first);
+    assert.equal(after!.rsa, undefined);
+    await a.putCertificate(dual);
+    assert.deepEqual(await b.getCertificate('shop.example.com'), dual);
   });
 
   it('withLock: mutual exclusion across two instances on one store', async () => {

@@ -12,17 +12,18 @@ import { createTestCa } from '../harness/pebble.js';
 
 const run = promisify(execFile);
 
-export async function makeCertificate(dir: string, names: string[], tag = 'leaf'): Promise<CertificateBundle> {
+export async function makeCertificate(dir: string, names: string[], tag = 'leaf', keyType: 'ecc' | 'rsa' = 'ecc', days = 30): Promise<CertificateBundle> {
   const ca = await createTestCa(dir);
   const keyPath = join(dir, `${tag}.key`);
   const csrPath = join(dir, `${tag}.csr`);
   const certPath = join(dir, `${tag}.pem`);
   const extPath = join(dir, `${tag}.ext`);
   await writeFile(extPath, `subjectAltName=${names.map((n) => `DNS:${n}`).join(',')}\nextendedKeyUsage=serverAuth\n`);
-  await run('openssl', ['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
+  const newKey = keyType === 'rsa' ? ['-newkey', 'rsa:2048'] : ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256'];
+  await run('openssl', ['req', '-new', ...newKey, '-nodes',
     '-keyout', keyPath, '-out', csrPath, '-subj', `/CN=${names[0]}`]);
   await run('openssl', ['x509', '-req', '-in', csrPath, '-CA', ca.certPath, '-CAkey', ca.keyPath,
-    '-set_serial', `0x${Date.now().toString(16)}`, '-days', '30', '-extfile', extPath, '-out', certPath]);
+    '-set_serial', `0x${Date.now().toString(16)}`, '-days', String(days), '-extfile', extPath, '-out', certPath]);
   const cert = await readFile(certPath, 'utf8');
   const info = readCertificateInfo(cert);
   return {
