@@ -78,17 +78,20 @@ export class AcmeOrderInvalidError extends AcmeError {
 }
 
 /** The CA could not be reached, or did not answer in time. */
+export type LostConnection = 'kept-alive' | 'handshake';
+
 export class AcmeNetworkError extends AcmeError {
   override readonly code = 'ACME_NETWORK';
   constructor(
     message: string,
     readonly cause?: unknown,
     /**
-     * The request went out on a kept-alive connection and failed before any
-     * answer: most often one the server (or a proxy) closed while it sat
-     * idle, which says nothing about the CA.
+     * Where the connection was lost before any answer, when that says
+     * nothing about the CA: a kept-alive connection the server (or a proxy)
+     * closed while it sat idle, or a new one cut during its TLS handshake,
+     * before the request was sent.
      */
-    readonly staleConnection = false,
+    readonly lostConnection?: LostConnection,
   ) {
     super(message);
   }

@@ -26,14 +26,16 @@ export const MAX_RETRY_AFTER_IN_ORDER_MS = 10_000;
 export const BAD_NONCE_RETRIES = 5;
 
 /**
- * A request that failed on a kept-alive connection before any answer is
- * resent at once, on a budget of its own: the server or a proxy most often
- * closed that connection while it sat idle (the keep-alive race), so the
- * failure says nothing about the CA. Waiting would only let the next pooled
- * connection go stale too. A few, since several pooled connections may have
- * been closed together; a fresh connection that fails is a fault as before.
+ * A connection lost before any answer in a way that says nothing about the
+ * CA is resent at once, on a budget of its own: a kept-alive connection the
+ * server or a proxy closed while it sat idle (the keep-alive race), or a new
+ * connection cut during its TLS handshake, before the request went out (a
+ * flaky network, a load balancer swapping a node). Waiting would not help:
+ * the next attempt takes another connection. A few, since several pooled
+ * connections may go stale together; past them, such losses are faults
+ * like any other, on the fault schedule.
  */
-export const STALE_CONNECTION_RETRIES = 3;
+export const LOST_CONNECTION_RETRIES = 3;
 
 export interface RetryAttempt {
   /** 1 for the first retry. */
@@ -73,7 +75,7 @@ export async function withTransientRetry<T>(send: () => Promise<T>, opts: RetryO
   const { delaysMs = TRANSIENT_RETRY_DELAYS_MS, signal, sleep = sleepUnlessAborted } = opts;
   let faults = 0;
   let badNonces = 0;
-  let staleConnections = 0;
+  let lostConnections = 0;
   for (let attempt = 1; ; attempt++) {
     signal?.throwIfAborted();
     try {
@@ -83,7 +85,7 @@ export async function withTransientRetry<T>(send: () => Promise<T>, opts: RetryO
       // delaysMs [] means no retry at all, badNonce included.
       let delayMs: number | undefined;
       if (delaysMs.length > 0 && isBadNonce(err)) delayMs = badNonces++ < BAD_NONCE_RETRIES ? 0 : undefined;
-      else if (delaysMs.length > 0 && isStaleConnection(err) && staleConnections++ < STALE_CONNECTION_RETRIES) delayMs = 0;
+      else if (delaysMs.length > 0 && isLostConnection(err) && lostConnections++ < LOST_CONNECTION_RETRIES) delayMs = 0;
       else delayMs = retryDelay(err, delaysMs[faults++]);
       if (delayMs === undefined) throw err;
       opts.onRetry?.({ attempt, delayMs, error: err });
@@ -92,8 +94,8 @@ export async function withTransientRetry<T>(send: () => Promise<T>, opts: RetryO
   }
 }
 
-function isStaleConnection(err: unknown): boolean {
-  return err instanceof AcmeNetworkError && err.staleConnection;
+function isLostConnection(err: unknown): boolean {
+  return err instanceof AcmeNetworkError && err.lostConnection !== undefined;
 }
 
 function isBadNonce(err: unknown): boolean {

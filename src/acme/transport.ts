@@ -10,7 +10,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import { createSecureContext, rootCertificates } from 'node:tls';
-import { AcmeNetworkError, AcmeProblemError, parseRetryAfter, type AcmeProblem } from './errors.js';
+import { AcmeNetworkError, AcmeProblemError, parseRetryAfter, type AcmeProblem, type LostConnection } from './errors.js';
 import type { NoncePool } from './nonce-pool.js';
 import { currentAction, type AcmeRequestSample } from './request-action.js';
 
@@ -100,6 +100,7 @@ export class Transport {
     this.requestCount++;
     return new Promise((resolve, reject) => {
       let answered = false;
+      let connected = false;
       const req = client.request(target, {
         method,
         agent: target.protocol === 'https:' ? this.httpsAgent : this.httpAgent,
@@ -128,11 +129,16 @@ export class Transport {
           resolve({ status: res.statusCode ?? 0, headers: res.headers, data: parsed });
         });
       });
+      req.on('socket', (socket) => {
+        if (req.reusedSocket) connected = true;
+        else socket.once(target.protocol === 'https:' ? 'secureConnect' : 'connect', () => { connected = true; });
+      });
       req.on('timeout', () => req.destroy(Object.assign(new Error('request timed out'), { code: 'ETIMEDOUT' })));
       req.on('error', (err: NodeJS.ErrnoException) => {
         if (signal?.aborted) return reject(signal.reason);
-        const stale = !answered && req.reusedSocket && (err.code === 'ECONNRESET' || err.code === 'EPIPE');
-        reject(networkError(target, err, stale));
+        const cut = !answered && (err.code === 'ECONNRESET' || err.code === 'EPIPE');
+        const lost: LostConnection | undefined = !cut ? undefined : req.reusedSocket ? 'kept-alive' : connected ? undefined : 'handshake';
+        reject(networkError(target, err, lost));
       });
       req.end(body);
     });
@@ -151,8 +157,8 @@ function toProblem(resp: TransportResponse): AcmeProblem {
   return { type: resp.status >= 500 ? 'serverInternal' : 'httpError', detail, status: resp.status };
 }
 
-function networkError(target: URL, err: Error, staleConnection = false): AcmeNetworkError {
+function networkError(target: URL, err: Error, lost?: LostConnection): AcmeNetworkError {
   const code = (err as NodeJS.ErrnoException).code;
-  const where = staleConnection ? ' on a kept-alive connection' : '';
-  return new AcmeNetworkError(`cannot reach the CA at ${target.host}: ${code ?? err.message}${where}`, err, staleConnection);
+  const where = lost === 'kept-alive' ? ' on a kept-alive connection' : lost === 'handshake' ? ' during the TLS handshake' : '';
+  return new AcmeNetworkError(`cannot reach the CA at ${target.host}: ${code ?? err.message}${where}`, err, lost);
 }

@@ -242,7 +242,7 @@ describe('network failures', () => {
   });
 });
 
-test('a reset on a kept-alive connection before any answer is marked stale; one on a new connection is not', async () => {
+test('a reset on a kept-alive connection before any answer is marked as such; one after a new connection was made is not', async () => {
   // Each connection answers its first request and resets on the next one, as
   // a server (or proxy) that closed an idle keep-alive connection does.
   const net = await import('node:net');
@@ -262,7 +262,7 @@ test('a reset on a kept-alive connection before any answer is marked stale; one 
   try {
     const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/dir`;
     assert.equal((await transport.request(url, 'get')).status, 200);
-    await assert.rejects(transport.request(url, 'get'), (err) => err instanceof AcmeNetworkError && err.staleConnection);
+    await assert.rejects(transport.request(url, 'get'), (err) => err instanceof AcmeNetworkError && err.lostConnection === 'kept-alive');
     // The failed connection is gone from the pool: the next request opens a new one and is answered.
     assert.equal((await transport.request(url, 'get')).status, 200);
   } finally {
@@ -278,9 +278,30 @@ test('a reset on a kept-alive connection before any answer is marked stale; one 
   const fresh = new Transport({ nonces: new NoncePool(), timeoutMs: 5_000 });
   try {
     const url = `http://127.0.0.1:${(rude.address() as AddressInfo).port}/dir`;
-    await assert.rejects(fresh.request(url, 'get'), (err) => err instanceof AcmeNetworkError && !err.staleConnection);
+    await assert.rejects(fresh.request(url, 'get'), (err) => err instanceof AcmeNetworkError && err.lostConnection === undefined);
   } finally {
     fresh.close();
     rude.close();
+  }
+});
+
+test('a new connection cut during its TLS handshake is marked as lost in the handshake: the request never went out', async () => {
+  const net = await import('node:net');
+  let received = 0;
+  // Resets as soon as the client's TLS hello arrives.
+  const server = net.createServer((socket) => {
+    socket.on('data', () => { received++; socket.resetAndDestroy(); });
+    socket.on('error', () => {});
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const transport = new Transport({ nonces: new NoncePool(), timeoutMs: 5_000 });
+  try {
+    const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}/dir`;
+    await assert.rejects(transport.request(url, 'get'), (err) => err instanceof AcmeNetworkError
+      && err.lostConnection === 'handshake' && /during the TLS handshake/.test(err.message));
+    assert.equal(received, 1, 'the hello reached the server, no request did');
+  } finally {
+    transport.close();
+    server.close();
   }
 });
