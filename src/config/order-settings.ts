@@ -5,6 +5,7 @@
  * Read at each order, so a reload applies to the next one.
  */
 import type { Config } from './schema.js';
+import { storageName } from './storage-name.js';
 
 export type KeyType = 'ecc' | 'rsa';
 
@@ -25,7 +26,8 @@ export interface OrderSettings {
 }
 
 export function orderSettings(config: Config, name: string): OrderSettings {
-  const entry = config.certificates.find((c) => c.names[0] === name);
+  // name is where the certificate is stored: a wildcard's without its "*.".
+  const entry = config.certificates.find((c) => storageName(c.names[0]) === name);
   const keyTypes = keyTypesOf(entry?.cert_type ?? config.cert_type);
   return {
     keyTypes,

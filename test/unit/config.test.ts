@@ -565,6 +565,12 @@ describe('cert_type: one type or both side by side', () => {
     assert.deepEqual(orderSettings(parseConfig(BASE), 'x.example.com').keyTypes, ['ecc'], 'the default');
   });
 
+  test('a certificate whose first name is a wildcard gets its own settings under the name it is stored by', () => {
+    const config = parseConfig(`${BASE}dns: { provider: exec, exec: { command: /bin/true } }\ncertificates:\n  - names: ["*.w.example.com", w.example.com]\n    cert_type: rsa\n    rsa_key_size: 3072\n`);
+    assert.deepEqual(orderSettings(config, 'w.example.com').keyTypes, ['rsa']);
+    assert.equal(orderSettings(config, 'w.example.com').rsaBits, 3072);
+  });
+
   const rejected: [string, RegExp][] = [
     ['[ecc, ecc]', /cert_type: \["ecc","ecc"\] repeats a type: give ecc, rsa or \[ecc, rsa\]/],
     ['[]', /cert_type: an empty list: give ecc, rsa or \[ecc, rsa\]/],
