@@ -8,6 +8,7 @@
 // node:crypto and openssl parse and verify against the CA.
 import { createPrivateKey, sign, webcrypto, type KeyObject } from 'node:crypto';
 import * as x509 from '@peculiar/x509';
+import type { CertificateVariant } from '../src/storage/storage.js';
 
 x509.cryptoProvider.set(webcrypto as unknown as Crypto);
 
@@ -18,14 +19,8 @@ const NAME_WIDTH = 7;
 const TEMPLATE_LABEL = 'x'.repeat(NAME_WIDTH);
 const TEMPLATE_SERIAL = 'ab'.repeat(16);
 
-export interface SyntheticCertificate {
+export interface SyntheticCertificate extends CertificateVariant {
   name: string;
-  cert: string;
-  chain: string;
-  fullchain: string;
-  privkey: string;
-  notBefore: string;
-  notAfter: string;
 }
 
 export interface SyntheticCa {

@@ -14,9 +14,13 @@
  * (`fullchain-rsa.pem`, field `fullchain-rsa`, …) in the same write.
  */
 export interface CertificateVariant {
+  /** Leaf certificate PEM. */
   cert: string;
+  /** Intermediates PEM (without the leaf). */
   chain: string;
+  /** Leaf followed by intermediates. */
   fullchain: string;
+  /** Private key PEM (PKCS#8). */
   privkey: string;
   notBefore: string;
   notAfter: string;
@@ -28,20 +32,10 @@ export interface CertificateVariant {
  * the one type asked for); `rsa` the RSA one kept beside it, if any. Both
  * are written and read as one: a write without `rsa` leaves no RSA copy.
  */
-export interface CertificateBundle {
+export interface CertificateBundle extends CertificateVariant {
   /** The certificate's first name: where it is stored. */
   name: string;
   names: string[];
-  /** Leaf certificate PEM. */
-  cert: string;
-  /** Intermediates PEM (without the leaf). */
-  chain: string;
-  /** Leaf followed by intermediates. */
-  fullchain: string;
-  /** Private key PEM (PKCS#8). */
-  privkey: string;
-  notBefore: string;
-  notAfter: string;
   rsa?: CertificateVariant;
 }
 
