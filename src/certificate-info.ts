@@ -1,6 +1,7 @@
 /** Facts read off a PEM certificate with node's own X.509 parser. */
 import { X509Certificate } from 'node:crypto';
-import { isIPv6, SocketAddress } from 'node:net';
+import { isIPv6 } from 'node:net';
+import { canonicalIpv6 } from './ip-address.js';
 
 export interface CertificateInfo {
   names: string[];
@@ -34,7 +35,7 @@ function nameOfSanEntry(entry: string): string | undefined {
   if (entry.startsWith('DNS:')) return entry.slice(4);
   if (!entry.startsWith('IP Address:')) return undefined;
   const address = entry.slice('IP Address:'.length);
-  return isIPv6(address) ? new SocketAddress({ address, family: 'ipv6' }).address : address;
+  return isIPv6(address) ? canonicalIpv6(address) : address;
 }
 
 /** Splits a PEM chain into its certificates, in order. */

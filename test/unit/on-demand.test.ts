@@ -84,7 +84,8 @@ test('hosts outside domains, configured ones, invalid and hostile Host headers n
     `${'a'.repeat(64)}.example.com`, `${'abcdefgh.'.repeat(30)}example.com`, '%2e%2e.example.com', 'xn--bcher-kva.example.com\\', '-a.example.com', ''];
   for (const host of hostile) {
     const answer = await request(host);
-    assert.ok(answer.status === 404 || answer.status === 400 || (answer.status === 301 && answer.location === `https://${host}/`), `${host}: ${JSON.stringify(answer)}`);
+    // A redirect goes to the same host on https's port: "[::1]:80" → https://[::1]/.
+    assert.ok(answer.status === 404 || answer.status === 400 || (answer.status === 301 && answer.location === `https://${host.replace(/:80$/, '')}/`), `${host}: ${JSON.stringify(answer)}`);
   }
   assert.equal((await request(undefined)).status, 400, 'no Host: Node refuses it');
   assert.equal((await request('www.example.org')).status, 301, 'configured: the scheduler keeps it');
