@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { freePort } from '../harness/ports.js';
 import { startPebble, type PebbleHandle } from '../harness/pebble.js';
-import { baseConfig, startAcmed, type AcmedHandle } from '../harness/acmed.js';
+import { adminPost, baseConfig, startAcmed, type AcmedHandle } from '../harness/acmed.js';
 
 const run = promisify(execFile);
 
@@ -44,6 +44,8 @@ before(async () => {
     // 127.0.0.2 is on the loopback interface too: the address of the certificate that also has a host name.
     certificates: [{ names: ['mixed.example.com', '127.0.0.2'] }],
     challenge: { listen: [`127.0.0.1:${httpPort}`, `127.0.0.2:${httpPort}`, ...(IPV6 ? [`[::1]:${httpPort}`] : [])] },
+    // The dry run fetches where Pebble validates: the address itself, on Pebble's http port.
+    preflight_port: httpPort,
   }, dir);
 });
 
@@ -86,6 +88,17 @@ test('acmed show 127.0.0.1 and acmed list report it', async () => {
   assert.equal(again.code, 0, again.stderr);
   assert.match(again.stdout, /already valid/);
   assert.equal(pebble.ordersAdded(), orders);
+});
+
+test('the http-01 dry run (test_http_challenge_flow) reaches acmed at the address itself', async () => {
+  const orders = pebble.ordersAdded();
+  for (const host of ['127.0.0.1', ...(IPV6 ? ['::1'] : [])]) {
+    const dryRun = await adminPost(acmed.socketPath, '/acme', { host, test_http_challenge_flow: true });
+    assert.equal(dryRun.status, 200, JSON.stringify(dryRun.body));
+    assert.equal(dryRun.body.data.reached, 'acmed');
+    assert.equal(dryRun.body.data.address, host);
+  }
+  assert.equal(pebble.ordersAdded(), orders, 'a dry run orders nothing');
 });
 
 test('an address not listed exactly in domains is refused before any order', async () => {
