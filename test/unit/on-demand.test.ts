@@ -16,8 +16,8 @@ import { createLogger } from '../../src/log.js';
 const log = createLogger('silent');
 const HOUR = 3_600_000;
 
-async function setUp(t: { after: (fn: () => unknown) => void }, yaml: string, standing: (name: string) => HostStanding = () => 'none') {
-  const config = parseConfig(`account_email: ops@example.com\ntos_accepted: true\ndomains: ["*.example.com"]\ncertificates: [{names: [www.example.org]}]\n${yaml}`);
+async function setUp(t: { after: (fn: () => unknown) => void }, yaml: string, standing: (name: string) => HostStanding = () => 'none', domains = '["*.example.com"]') {
+  const config = parseConfig(`account_email: ops@example.com\ntos_accepted: true\ndomains: ${domains}\ncertificates: [{names: [www.example.org]}]\n${yaml}`);
   let now = Date.parse('2026-06-01T00:00:00Z');
   const submitted: ManagedCertificate[] = [];
   const counts = new Map<OnDemandResult, number>();
@@ -68,6 +68,18 @@ test('a host matching domains with no certificate is queued once; the request is
   const answer = await redirecting.request('b.example.com', '/shop?item=1');
   assert.deepEqual(answer, { status: 301, location: 'https://b.example.com/shop?item=1' });
   assert.deepEqual(redirecting.submitted.map((c) => c.name), ['b.example.com']);
+});
+
+test('an IP address Host ("[v6]:port", "v4:port") listed in domains is queued under its canonical spelling with http-01; others are not', async (t) => {
+  const { request, submitted, counts } = await setUp(t, 'on_demand: {enabled: true}\nchallenge: {redirect_https: true}\n', () => 'none', '["*.example.com", "192.0.2.10", "2001:db8::10"]');
+  assert.deepEqual(await request('[2001:DB8:0::10]:80'), { status: 301, location: 'https://[2001:db8::10]/' });
+  assert.deepEqual(await request('192.0.2.10:8080'), { status: 301, location: 'https://192.0.2.10/' });
+  for (const host of ['192.0.2.11', '[2001:db8::11]', '2001:db8::10', '[::ffff:192.0.2.10]', '0300.0.2.10']) await request(host);
+  assert.deepEqual(submitted, [
+    { name: '2001:db8::10', names: ['2001:db8::10'], challenge: 'http-01' },
+    { name: '192.0.2.10', names: ['192.0.2.10'], challenge: 'http-01' },
+  ]);
+  assert.equal(counts.get('not_allowed'), 5);
 });
 
 test('the http-01 path is untouched: a challenge request is answered and never looked at by on-demand', async (t) => {
