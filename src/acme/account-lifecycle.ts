@@ -7,7 +7,7 @@
 import { createPrivateKey } from 'node:crypto';
 import { crypto as acmeCrypto } from 'acme-client';
 import type { Logger } from '../log.js';
-import { keys } from '../storage/keys.js';
+import type { AccountKeys } from '../storage/keys.js';
 import { withLock } from '../storage/lock.js';
 import type { Storage } from '../storage/storage.js';
 import { loadAccountRecord } from './account.js';
@@ -29,6 +29,8 @@ export interface AccountDetails {
 export interface AccountLifecycleOptions {
   directoryUrl: string;
   storage: Storage;
+  /** Where this CA's account lives in storage. */
+  account: AccountKeys;
   log: Logger;
 }
 
@@ -39,13 +41,13 @@ export class AccountLifecycle {
     const url = this.accountUrl();
     const resp = await this.client.api.updateAccount(null);
     const account = resp.data as { status?: string; contact?: string[]; createdAt?: string };
-    const record = await loadAccountRecord(this.opts.storage, this.opts.directoryUrl);
+    const record = await loadAccountRecord(this.opts.storage, this.opts.directoryUrl, this.opts.account);
     return {
       url,
       ca: this.opts.directoryUrl,
       status: account.status ?? 'unknown',
       contact: account.contact ?? [],
-      key_type: describeKey(String(await this.opts.storage.get(keys.accountKey))),
+      key_type: describeKey(String(await this.opts.storage.get(this.opts.account.key))),
       registered_at: record?.registeredAt ?? null,
       created_at: account.createdAt ?? null,
     };
@@ -60,13 +62,13 @@ export class AccountLifecycle {
    */
   async rollover(): Promise<{ url: string; key_type: string }> {
     const url = this.accountUrl();
-    return withLock(this.opts.storage, keys.accountLock, async () => {
+    return withLock(this.opts.storage, this.opts.account.lock, async () => {
       const next = (await acmeCrypto.createPrivateEcdsaKey('P-256')).toString();
-      await this.opts.storage.set(keys.accountKeyNext, next);
+      await this.opts.storage.set(this.opts.account.keyNext, next);
       const keyChangeUrl = await this.client.http.getResourceUrl('keyChange');
       await this.client.api.updateAccountKey(keyChangeBody(this.client, next, keyChangeUrl, url));
-      await this.opts.storage.set(keys.accountKey, next);
-      await this.opts.storage.delete(keys.accountKeyNext);
+      await this.opts.storage.set(this.opts.account.key, next);
+      await this.opts.storage.delete(this.opts.account.keyNext);
       this.opts.log.info({ accountUrl: url }, 'ACME account key rolled over');
       return { url, key_type: describeKey(next) };
     });
@@ -86,9 +88,9 @@ export class AccountLifecycle {
   async deactivate(): Promise<{ url: string; status: string }> {
     const url = this.accountUrl();
     const resp = await this.client.api.updateAccount({ status: 'deactivated' });
-    await withLock(this.opts.storage, keys.accountLock, async () => {
-      await this.opts.storage.delete(keys.accountUrl);
-      await this.opts.storage.delete(keys.accountKey);
+    await withLock(this.opts.storage, this.opts.account.lock, async () => {
+      await this.opts.storage.delete(this.opts.account.url);
+      await this.opts.storage.delete(this.opts.account.key);
     });
     this.opts.log.warn({ accountUrl: url }, 'ACME account deactivated; the next order registers a new one');
     return { url, status: (resp.data as { status?: string }).status ?? 'deactivated' };

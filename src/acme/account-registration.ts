@@ -5,6 +5,7 @@
  * the account gone at the same moment share one re-registration.
  */
 import type { Logger } from '../log.js';
+import type { AccountKeys } from '../storage/keys.js';
 import type { Storage } from '../storage/storage.js';
 import { saveAccountUrl } from './account.js';
 import type { ClientInternals } from './acme-client-hooks.js';
@@ -18,6 +19,8 @@ export interface AccountRegistrationOptions {
   /** Only the kid: it names the binding in errors; the HMAC key never leaves acme-client. */
   eabKid?: string;
   storage: Storage;
+  /** Where this CA's account lives in storage. */
+  account: AccountKeys;
   log: Logger;
   nonces: NoncePool;
 }
@@ -47,7 +50,7 @@ export class AccountRegistration {
     }
     const url = this.client.api.accountUrl;
     if (!url) throw new AcmeAccountError('the CA registered the ACME account but sent no account URL (Location)');
-    await saveAccountUrl(this.opts.storage, this.opts.directoryUrl, url);
+    await saveAccountUrl(this.opts.storage, this.opts.directoryUrl, url, this.opts.account);
     return url;
   }
 

@@ -17,6 +17,7 @@ import type { OrderCreateRequest } from 'acme-client/types/rfc8555.js';
 import { VERSION } from '../version.js';
 import type { ChallengeAnswer, ChallengeSolver } from '../challenge/solver.js';
 import type { Logger } from '../log.js';
+import { legacyAccountKeys, type AccountKeys } from '../storage/keys.js';
 import type { Storage } from '../storage/storage.js';
 import { abortable, sleepUnlessAborted } from './abort.js';
 import { loadAccountUrl, loadOrCreateAccountKey } from './account.js';
@@ -43,6 +44,8 @@ export type { PendingOrder } from './pending-order.js';
 
 export interface AcmeEngineOptions {
   directoryUrl: string;
+  /** Where this CA's account lives in storage (account.ts accountKeysOf); default: the legacy `account/…` keys. */
+  account?: AccountKeys;
   email: string;
   caBundle?: string;
   eab?: { kid: string; hmacKey: string };
@@ -127,19 +130,20 @@ export class AcmeEngine {
     private readonly client: Client,
     private readonly transport: Transport,
     private readonly account: AccountRegistration,
-    private readonly opts: AcmeEngineOptions,
+    private readonly opts: AcmeEngineOptions & { account: AccountKeys },
   ) {
     this.internals = client as unknown as ClientInternals;
   }
 
   /** Loads (or creates and registers) the account and warms the directory and nonce pool. */
-  static async create(opts: AcmeEngineOptions): Promise<AcmeEngine> {
+  static async create(options: AcmeEngineOptions): Promise<AcmeEngine> {
+    const opts = { ...options, account: options.account ?? legacyAccountKeys };
     const nonces = new NoncePool();
     const transport = new Transport({
       caBundle: opts.caBundle, timeoutMs: opts.requestTimeoutMs, nonces, userAgent: `acmed/${VERSION}`, observe: opts.observeRequest,
     });
-    const accountKey = await loadOrCreateAccountKey(opts.storage);
-    const accountUrl = await loadAccountUrl(opts.storage, opts.directoryUrl);
+    const accountKey = await loadOrCreateAccountKey(opts.storage, opts.account);
+    const accountUrl = await loadAccountUrl(opts.storage, opts.directoryUrl, opts.account);
     const client = new Client({
       directoryUrl: opts.directoryUrl,
       accountKey,
@@ -149,7 +153,7 @@ export class AcmeEngine {
     const internals = client as unknown as ClientInternals;
     installHooks(internals, { transport, nonces, log: opts.log, retryDelaysMs: opts.retryDelaysMs });
     const account = new AccountRegistration(internals, {
-      directoryUrl: opts.directoryUrl, email: opts.email, eabKid: opts.eab?.kid, storage: opts.storage, log: opts.log, nonces,
+      directoryUrl: opts.directoryUrl, email: opts.email, eabKid: opts.eab?.kid, storage: opts.storage, account: opts.account, log: opts.log, nonces,
     });
     try {
       await asAction('get_directory', () => internals.http.getDirectory());
@@ -158,7 +162,7 @@ export class AcmeEngine {
         opts.log.info({ accountUrl, ca: opts.directoryUrl }, 'using the stored ACME account');
       } else {
         const url = await asAction('new_account', () => account.register());
-        opts.log.info({ accountUrl: url }, 'registered ACME account');
+        opts.log.info({ accountUrl: url, ca: opts.directoryUrl }, 'registered ACME account');
       }
     } catch (err) {
       transport.close();
@@ -169,12 +173,19 @@ export class AcmeEngine {
 
   /** The account's life after registration: show, key rollover, contact, deactivation. */
   accountLifecycle(): AccountLifecycle {
-    return new AccountLifecycle(this.internals, { directoryUrl: this.opts.directoryUrl, storage: this.opts.storage, log: this.opts.log });
+    return new AccountLifecycle(this.internals, {
+      directoryUrl: this.opts.directoryUrl, storage: this.opts.storage, account: this.opts.account, log: this.opts.log,
+    });
   }
 
   /** Requests sent by this engine since start, all orders together. */
   get requestCount(): number {
     return this.transport.requestCount;
+  }
+
+  /** The CA this engine orders from. */
+  get directoryUrl(): string {
+    return this.opts.directoryUrl;
   }
 
   close(): void {

@@ -80,7 +80,16 @@ export class AcmeOrderInvalidError extends AcmeError {
 /** The CA could not be reached, or did not answer in time. */
 export class AcmeNetworkError extends AcmeError {
   override readonly code = 'ACME_NETWORK';
-  constructor(message: string, readonly cause?: unknown) {
+  constructor(
+    message: string,
+    readonly cause?: unknown,
+    /**
+     * The request went out on a kept-alive connection and failed before any
+     * answer: most often one the server (or a proxy) closed while it sat
+     * idle, which says nothing about the CA.
+     */
+    readonly staleConnection = false,
+  ) {
     super(message);
   }
 }

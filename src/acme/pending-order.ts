@@ -13,6 +13,8 @@ export interface PendingOrder {
   /** PEM of the certificate key the order's CSR is (or will be) made from. */
   privkey: string;
   keyType: 'ecc' | 'rsa';
+  /** The directory URL of the CA it was placed with; absent in orders placed before acmed knew several CAs (the first CA's). */
+  ca?: string;
 }
 
 /** The fields of the CA's order object that decide whether it can be resumed. */

@@ -5,7 +5,7 @@
  * CA into backoff) for one lost packet. Anything else is final at once.
  */
 import { sleepUnlessAborted } from './abort.js';
-import { AcmeProblemError, isCaFault } from './errors.js';
+import { AcmeNetworkError, AcmeProblemError, isCaFault } from './errors.js';
 
 /** Waits before the 1st, 2nd and 3rd retry: long enough for a CA restart or a load balancer to swap a node. */
 export const TRANSIENT_RETRY_DELAYS_MS: readonly number[] = [250, 1_000, 3_000];
@@ -24,6 +24,16 @@ export const MAX_RETRY_AFTER_IN_ORDER_MS = 10_000;
  * retries a dropped connection needs, or the reverse.
  */
 export const BAD_NONCE_RETRIES = 5;
+
+/**
+ * A request that failed on a kept-alive connection before any answer is
+ * resent at once, on a budget of its own: the server or a proxy most often
+ * closed that connection while it sat idle (the keep-alive race), so the
+ * failure says nothing about the CA. Waiting would only let the next pooled
+ * connection go stale too. A few, since several pooled connections may have
+ * been closed together; a fresh connection that fails is a fault as before.
+ */
+export const STALE_CONNECTION_RETRIES = 3;
 
 export interface RetryAttempt {
   /** 1 for the first retry. */
@@ -63,6 +73,7 @@ export async function withTransientRetry<T>(send: () => Promise<T>, opts: RetryO
   const { delaysMs = TRANSIENT_RETRY_DELAYS_MS, signal, sleep = sleepUnlessAborted } = opts;
   let faults = 0;
   let badNonces = 0;
+  let staleConnections = 0;
   for (let attempt = 1; ; attempt++) {
     signal?.throwIfAborted();
     try {
@@ -70,14 +81,19 @@ export async function withTransientRetry<T>(send: () => Promise<T>, opts: RetryO
     } catch (err) {
       if (signal?.aborted) throw signal.reason;
       // delaysMs [] means no retry at all, badNonce included.
-      const delayMs = isBadNonce(err) && delaysMs.length > 0
-        ? (badNonces++ < BAD_NONCE_RETRIES ? 0 : undefined)
-        : retryDelay(err, delaysMs[faults++]);
+      let delayMs: number | undefined;
+      if (delaysMs.length > 0 && isBadNonce(err)) delayMs = badNonces++ < BAD_NONCE_RETRIES ? 0 : undefined;
+      else if (delaysMs.length > 0 && isStaleConnection(err) && staleConnections++ < STALE_CONNECTION_RETRIES) delayMs = 0;
+      else delayMs = retryDelay(err, delaysMs[faults++]);
       if (delayMs === undefined) throw err;
       opts.onRetry?.({ attempt, delayMs, error: err });
       if (delayMs > 0) await sleep(delayMs, signal);
     }
   }
+}
+
+function isStaleConnection(err: unknown): boolean {
+  return err instanceof AcmeNetworkError && err.staleConnection;
 }
 
 function isBadNonce(err: unknown): boolean {

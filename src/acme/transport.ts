@@ -99,6 +99,7 @@ export class Transport {
     const client = target.protocol === 'https:' ? https : http;
     this.requestCount++;
     return new Promise((resolve, reject) => {
+      let answered = false;
       const req = client.request(target, {
         method,
         agent: target.protocol === 'https:' ? this.httpsAgent : this.httpAgent,
@@ -109,6 +110,7 @@ export class Transport {
           ...(body ? { 'content-type': 'application/jose+json', 'content-length': String(body.length) } : {}),
         },
       }, (res) => {
+        answered = true;
         const chunks: Buffer[] = [];
         res.on('data', (chunk: Buffer) => chunks.push(chunk));
         res.on('error', (err) => reject(signal?.aborted ? signal.reason : networkError(target, err)));
@@ -127,7 +129,11 @@ export class Transport {
         });
       });
       req.on('timeout', () => req.destroy(Object.assign(new Error('request timed out'), { code: 'ETIMEDOUT' })));
-      req.on('error', (err) => reject(signal?.aborted ? signal.reason : networkError(target, err)));
+      req.on('error', (err: NodeJS.ErrnoException) => {
+        if (signal?.aborted) return reject(signal.reason);
+        const stale = !answered && req.reusedSocket && (err.code === 'ECONNRESET' || err.code === 'EPIPE');
+        reject(networkError(target, err, stale));
+      });
       req.end(body);
     });
   }
@@ -145,7 +151,8 @@ function toProblem(resp: TransportResponse): AcmeProblem {
   return { type: resp.status >= 500 ? 'serverInternal' : 'httpError', detail, status: resp.status };
 }
 
-function networkError(target: URL, err: Error): AcmeNetworkError {
+function networkError(target: URL, err: Error, staleConnection = false): AcmeNetworkError {
   const code = (err as NodeJS.ErrnoException).code;
-  return new AcmeNetworkError(`cannot reach the CA at ${target.host}: ${code ?? err.message}`, err);
+  const where = staleConnection ? ' on a kept-alive connection' : '';
+  return new AcmeNetworkError(`cannot reach the CA at ${target.host}: ${code ?? err.message}${where}`, err, staleConnection);
 }

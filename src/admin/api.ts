@@ -54,7 +54,8 @@ export class NoCertificateError extends HttpError {
   }
 }
 
-export type AccountAction = { type: 'show' } | { type: 'rollover' } | { type: 'update'; email: string } | { type: 'deactivate' };
+/** ca: the directory URL of the CA whose account is meant (`?ca=`); default the first of api_uri. */
+export type AccountAction = ({ type: 'show' } | { type: 'rollover' } | { type: 'update'; email: string } | { type: 'deactivate' }) & { ca?: string };
 
 type Handler = (req: http.IncomingMessage, res: http.ServerResponse, params: string[], url: URL) => Promise<void>;
 
@@ -153,27 +154,27 @@ export function createAdminHandler(backend: AdminBackend, log: Logger): AdminHan
     },
     // acmed's additions: the ACME account's life cycle (`acmed account …`).
     {
-      method: 'GET', path: /^\/acme\/account$/, handler: async (_req, res) => {
-        sendJson(res, 200, { data: await backend.account({ type: 'show' }) });
+      method: 'GET', path: /^\/acme\/account$/, handler: async (_req, res, _params, url) => {
+        sendJson(res, 200, { data: await backend.account({ type: 'show', ...caParam(url) }) });
       },
     },
     {
-      method: 'PATCH', path: /^\/acme\/account$/, handler: async (req, res) => {
+      method: 'PATCH', path: /^\/acme\/account$/, handler: async (req, res, _params, url) => {
         const { email } = await readBody(req);
         if (typeof email !== 'string' || !/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(email)) throw new HttpError(400, 'email must be an email address');
-        sendJson(res, 200, { message: 'account contact updated; set account_email in the config too', data: await backend.account({ type: 'update', email }) });
+        sendJson(res, 200, { message: 'account contact updated; set account_email in the config too', data: await backend.account({ type: 'update', email, ...caParam(url) }) });
       },
     },
     {
-      method: 'POST', path: /^\/acme\/account\/rollover$/, handler: async (_req, res) => {
-        sendJson(res, 200, { message: 'account key rolled over; orders from now on are signed with the new key', data: await backend.account({ type: 'rollover' }) });
+      method: 'POST', path: /^\/acme\/account\/rollover$/, handler: async (_req, res, _params, url) => {
+        sendJson(res, 200, { message: 'account key rolled over; orders from now on are signed with the new key', data: await backend.account({ type: 'rollover', ...caParam(url) }) });
       },
     },
     {
-      method: 'POST', path: /^\/acme\/account\/deactivate$/, handler: async (req, res) => {
+      method: 'POST', path: /^\/acme\/account\/deactivate$/, handler: async (req, res, _params, url) => {
         // Irreversible at the CA: the caller must say so in the request itself.
         if (!truthy((await readBody(req)).confirm)) throw new HttpError(400, 'deactivating the account cannot be undone; send confirm: true');
-        sendJson(res, 200, { message: 'account deactivated; the next order registers a new account with a new key', data: await backend.account({ type: 'deactivate' }) });
+        sendJson(res, 200, { message: 'account deactivated; the next order registers a new account with a new key', data: await backend.account({ type: 'deactivate', ...caParam(url) }) });
       },
     },
     {
@@ -280,4 +281,10 @@ function toErrorResponse(err: unknown): { status: number; body: Record<string, u
   if (isStoreFault(err)) return { status: 503, body: { message: `storage failed: ${(err as Error).message}`, kind: 'store' } };
   const code = (err as { code?: string }).code;
   return { status: 500, body: { message: (err as Error).message ?? 'internal error', ...(code ? { kind: code } : {}) } };
+}
+
+/** `?ca=<directory url>`: which CA's account an account call is about. */
+function caParam(url: URL): { ca?: string } {
+  const ca = url.searchParams.get('ca');
+  return ca ? { ca } : {};
 }

@@ -15,7 +15,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import type { AcmeRequestSample } from '../acme/request-action.js';
 import type { DeployHooks } from '../daemon/deploy-hooks.js';
 import type { Issuer } from '../daemon/issuer.js';
-import type { CaBackoff } from '../renewal/ca-backoff.js';
+import type { CaBackoffs } from '../renewal/ca-backoffs.js';
 import type { CertificateIndex } from '../renewal/index.js';
 import type { JobEvent } from '../renewal/job.js';
 import type { StoreHealth } from '../storage/health.js';
@@ -35,7 +35,7 @@ export interface MetricsSources {
   issuer: Issuer;
   hooks: DeployHooks;
   index: CertificateIndex;
-  ca: CaBackoff;
+  ca: CaBackoffs;
   queue: { readonly pending: string[]; readonly running: string[] };
   now: () => number;
   /** metrics.per_certificate: read at each scrape, so a reload turns the series on or off. */
@@ -100,6 +100,11 @@ export function createMetrics(sources: MetricsSources): DaemonMetrics {
     labelNames: ['result'], registers: [registry],
   });
 
+  const fallbacks = new Counter({
+    name: 'acmed_ca_fallbacks_total', help: 'Orders that went on from one CA to the next in api_uri (from, to: directory URLs)',
+    labelNames: ['from', 'to'], registers: [registry],
+  });
+  sources.issuer.on('fallback', ({ from, to }) => fallbacks.inc({ from, to }));
   sources.issuer.on('outcome', (event) => {
     if (event.type === 'issued') {
       duration.observe(event.outcome.durationMs / 1000);

@@ -31,6 +31,8 @@ export interface CertificateStatus {
   backoff_until: string | null;
   /** An order placed and not finished (resumed after a restart). */
   pending_order: string | null;
+  /** Directory URL of the CA that issued the stored certificate (the first CA's when it was issued before acmed recorded it); null while there is none. */
+  ca: string | null;
 }
 
 export interface HealthReport {
@@ -53,6 +55,8 @@ export interface IssueResult {
   dns_propagation_ms: number | null;
   resumed: boolean;
   from_spool: boolean;
+  /** Directory URL of the CA that issued it; null when no order was placed (still valid, from the spool). */
+  ca: string | null;
   deploy_hook: { ok: boolean; exit_code: number | null; timed_out: boolean } | null;
 }
 
@@ -71,7 +75,10 @@ export interface DaemonSummary {
   started_at: string;
   uptime_seconds: number;
   config: string | null;
+  /** The first CA of api_uri, with the state of all CAs taken together (down only while every CA is). */
   ca: { url: string; up: boolean; until: string | null; last_error: string | null };
+  /** Every CA of api_uri in fallback order, each with its own backoff. */
+  cas: { url: string; up: boolean; until: string | null; last_error: string | null }[];
   storage: { kind: string; up: boolean };
   certificates: { total: number; by_status: Record<string, number> };
   next_renewal: { name: string; at: string } | null;
@@ -96,6 +103,7 @@ export function toWireOutcome(o: IssueOutcome): IssueResult {
     dns_propagation_ms: o.dnsPropagationMs ?? null,
     resumed: o.resumed ?? false,
     from_spool: o.fromSpool ?? false,
+    ca: o.ca ?? null,
     // The hook's output stays in the log: it may hold anything the hook printed.
     deploy_hook: o.deployHook ? { ok: o.deployHook.ok, exit_code: o.deployHook.exitCode, timed_out: o.deployHook.timedOut } : null,
   };

@@ -53,6 +53,7 @@ export function formatStatus(row: CertificateStatus): string {
     `issued:   ${row.not_before ?? '-'}`,
     `serial:   ${row.serial_number ?? '-'}`,
     `issuer:   ${row.issuer_cn ?? '-'}`,
+    ...(row.ca ? [`CA:       ${row.ca}`] : []),
     ...(row.location ? [`files:    ${row.location}`] : []),
     `managed:  ${row.managed ? 'yes (renewed by acmed)' : 'no (not in certificates or domains: kept, not renewed)'}`,
     `renew at: ${row.renew_at ? `${row.renew_at} (${row.renew_reason})` : row.not_after ? '-' : 'as soon as possible (no certificate yet)'}`,
@@ -71,7 +72,7 @@ export function formatSummary(s: DaemonSummary): string {
   return [
     `acmed ${s.version}, up ${formatDuration(s.uptime_seconds)} (since ${s.started_at})`,
     `config:       ${s.config ?? '-'}`,
-    `CA:           ${s.ca.url} ${s.ca.up ? 'up' : `DOWN (${s.ca.last_error ?? 'no answer'}; next try after ${s.ca.until ?? '-'})`}`,
+    ...(s.cas ?? [s.ca]).map((ca, i) => `${i === 0 ? 'CA:          ' : '             '} ${ca.url} ${ca.up ? 'up' : `DOWN (${ca.last_error ?? 'no answer'}; next try after ${ca.until ?? '-'})`}`),
     `storage:      ${s.storage.kind} ${s.storage.up ? 'up' : 'DOWN'}`,
     `certificates: ${s.certificates.total}${states ? ` (${states})` : ''}`,
     `next renewal: ${s.next_renewal ? `${s.next_renewal.name} at ${s.next_renewal.at}` : '-'}`,

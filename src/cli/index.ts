@@ -121,33 +121,39 @@ const account = program.command('account').description('the ACME account: show, 
   .showHelpAfterError('(see acmed account --help)');
 
 function accountCommand(name: string, description: string): Command {
-  return withClientOptions(account.command(name).description(description).showHelpAfterError(`(see acmed account ${name} --help)`));
+  return withClientOptions(account.command(name).description(description).showHelpAfterError(`(see acmed account ${name} --help)`))
+    .option('--ca <directory-url>', 'the CA whose account is meant, one of api_uri (default: the first)');
+}
+
+/** An account call's path, with the CA it is about. */
+function accountPath(path: string, flags: { ca?: string }): string {
+  return flags.ca ? `${path}?ca=${encodeURIComponent(flags.ca)}` : path;
 }
 
 accountCommand('show', 'the account as the CA knows it: URL, status, contact, key type, when it was registered, CA')
-  .action(async (flags: ClientFlags) => {
-    const { data } = expectOk(await adminRequest<{ data: Record<string, unknown> }>(resolveAdminTarget(flags), 'GET', '/acme/account'));
+  .action(async (flags: ClientFlags & { ca?: string }) => {
+    const { data } = expectOk(await adminRequest<{ data: Record<string, unknown> }>(resolveAdminTarget(flags), 'GET', accountPath('/acme/account', flags)));
     print(flags, data, formatFields(data));
   });
 
 accountCommand('rollover', 'replace the account key (RFC 8555 key change); the new key is kept only once the CA has accepted it')
-  .action(async (flags: ClientFlags) => {
-    const body = expectOk(await adminRequest<{ data: Record<string, unknown> }>(resolveAdminTarget(flags), 'POST', '/acme/account/rollover', {}));
+  .action(async (flags: ClientFlags & { ca?: string }) => {
+    const body = expectOk(await adminRequest<{ data: Record<string, unknown> }>(resolveAdminTarget(flags), 'POST', accountPath('/acme/account/rollover', flags), {}));
     print(flags, body.data, `${body.message}\n${formatFields(body.data)}`);
   });
 
 accountCommand('update', 'change the account\'s contact address at the CA')
   .requiredOption('--email <address>', 'the new contact address')
-  .action(async (flags: ClientFlags & { email: string }) => {
-    const body = expectOk(await adminRequest<{ data: Record<string, unknown> }>(resolveAdminTarget(flags), 'PATCH', '/acme/account', { email: flags.email }));
+  .action(async (flags: ClientFlags & { email: string; ca?: string }) => {
+    const body = expectOk(await adminRequest<{ data: Record<string, unknown> }>(resolveAdminTarget(flags), 'PATCH', accountPath('/acme/account', flags), { email: flags.email }));
     print(flags, body.data, `${body.message}\n${formatFields(body.data)}`);
   });
 
 accountCommand('deactivate', 'deactivate the account at the CA for good (needs --confirm)')
   .option('--confirm', 'yes, deactivate it: the CA will refuse this account from now on')
-  .action(async (flags: ClientFlags & { confirm?: boolean }) => {
+  .action(async (flags: ClientFlags & { confirm?: boolean; ca?: string }) => {
     if (!flags.confirm) throw new CliError('deactivating the ACME account cannot be undone; add --confirm to do it');
-    const body = expectOk(await adminRequest<{ data: Record<string, unknown> }>(resolveAdminTarget(flags), 'POST', '/acme/account/deactivate', { confirm: true }));
+    const body = expectOk(await adminRequest<{ data: Record<string, unknown> }>(resolveAdminTarget(flags), 'POST', accountPath('/acme/account/deactivate', flags), { confirm: true }));
     print(flags, body.data, `${body.message}\n${formatFields(body.data)}`);
   });
 

@@ -15,8 +15,9 @@ export async function checkConfig(flag?: string, opts: { online?: boolean } = {}
   try {
     const config = await loadConfig(file);
     if (opts.online) {
-      const problems = await onlineProblems(config, await readConfigText(file), file);
+      const { problems, warnings } = await onlineProblems(config, await readConfigText(file), file);
       if (problems.length > 0) throw new ConfigError(file, problems);
+      for (const line of new ConfigError(file, warnings).lines()) process.stdout.write(`warning: ${line}\n`);
     }
     process.stdout.write(`${file}: ok${opts.online ? ' (and the CA agrees)' : ''}\n`);
     if (config.kubernetes.enabled && config.domains.length === 0) {

@@ -25,11 +25,28 @@ export function crossFieldChecks(config: Raw, ctx: z.RefinementCtx): void {
     const present = isSet(config.eab_kid) ? 'eab_kid' : 'eab_hmac_key';
     ctx.addIssue({ code: 'custom', path: [present], message: 'eab_kid and eab_hmac_key go together: set both or neither' });
   }
+  caChecks(config, ctx);
   adminChecks(section(config.admin), ctx);
   challengeChecks(config, ctx);
   const storage = section(config.storage_config);
   redisChecks(section(storage.redis), ctx);
   etcdChecks(section(storage.etcd), ctx);
+}
+
+/** Several CAs: each listed once; an `eab` entry only for a listed CA, and not given twice for the first. */
+function caChecks(config: Raw, ctx: z.RefinementCtx): void {
+  const cas = typeof config.api_uri === 'string' ? [config.api_uri]
+    : Array.isArray(config.api_uri) ? config.api_uri.filter((u): u is string => typeof u === 'string') : [];
+  cas.forEach((url, i) => {
+    if (cas.indexOf(url) !== i) ctx.addIssue({ code: 'custom', path: ['api_uri', i], message: `${url} is listed twice: each CA once, in fallback order` });
+  });
+  const eab = section(config.eab);
+  for (const url of Object.keys(eab)) {
+    if (!cas.includes(url)) ctx.addIssue({ code: 'custom', path: ['eab', url], message: `not one of the CAs in api_uri (${cas.join(', ')}): eab is keyed by their directory URLs` });
+  }
+  if (cas[0] !== undefined && cas[0] in eab && (isSet(config.eab_kid) || isSet(config.eab_hmac_key))) {
+    ctx.addIssue({ code: 'custom', path: ['eab', cas[0]], message: 'the first CA\'s binding is given twice: here and in eab_kid/eab_hmac_key; keep one' });
+  }
 }
 
 /** Sentinel or Cluster, each with what it needs. */

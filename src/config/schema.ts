@@ -199,12 +199,16 @@ const kubernetes = z.strictObject({
   }).default({ name: 'acmed', port: 80 }),
 });
 
+// RFC 8555 7.3.4: the CA hands the HMAC key out base64url-encoded; anything else is a paste error.
+const eabHmacKey = z.string().regex(/^[A-Za-z0-9_-]+={0,2}$/, 'must be base64url (A-Z, a-z, 0-9, "-" and "_"), as the CA gave it');
+
 export const configSchema = z.strictObject({
   account_email: z.email(),
   tos_accepted: z.literal(true, {
     error: 'tos_accepted must be true: acmed registers an ACME account only after you accept the CA\'s terms of service',
   }),
-  api_uri: z.url().default('https://acme-v02.api.letsencrypt.org/directory'),
+  /** One CA's directory, or several in fallback order (ca-list.ts reads it as a list). */
+  api_uri: z.union([z.url(), z.array(z.url()).min(1, 'list at least one CA directory')]).default('https://acme-v02.api.letsencrypt.org/directory'),
   ca_bundle: z.string().nullable().default(null),
   cert_type: certType.default('ecc'),
   rsa_key_size: rsaKeySize.default(4096),
@@ -224,8 +228,9 @@ export const configSchema = z.strictObject({
   /** Also write live/<name>/combined.pem (fullchain + key) for HAProxy. */
   haproxy_pem: z.boolean().default(false),
   eab_kid: z.string().nullable().default(null),
-  // RFC 8555 7.3.4: the CA hands the HMAC key out base64url-encoded; anything else is a paste error.
-  eab_hmac_key: z.string().regex(/^[A-Za-z0-9_-]+={0,2}$/, 'must be base64url (A-Z, a-z, 0-9, "-" and "_"), as the CA gave it').nullable().default(null),
+  eab_hmac_key: eabHmacKey.nullable().default(null),
+  /** External account bindings per CA, keyed by directory URL (one of api_uri's). */
+  eab: z.record(z.string(), z.strictObject({ kid: z.string().min(1), hmac_key: eabHmacKey })).nullable().default(null),
   preferred_chain: z.string().nullable().default(null),
   log_level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal']).default('info'),
   challenge: z.strictObject({

@@ -35,7 +35,9 @@ import { orderSettings, requestedProfiles } from '../config/order-settings.js';
 import { isZeroSsl, zeroSslEab } from '../acme/zerossl-eab.js';
 import type { Config } from '../config/schema.js';
 import { createLogger, type Logger } from '../log.js';
-import { CaBackoff } from '../renewal/ca-backoff.js';
+import { CaBackoffs } from '../renewal/ca-backoffs.js';
+import { caDirectories, configuredEab, firstCa, listedCa } from '../config/ca-list.js';
+import { accountKeysOf } from '../acme/account.js';
 import { recordJobEvents } from '../renewal/index-events.js';
 import { CertificateIndex } from '../renewal/index.js';
 import type { IssueOutcome, JobProgress } from '../renewal/job.js';
@@ -79,14 +81,15 @@ export interface DaemonOptions {
 /** Running orders get this long to finish on shutdown before they are abandoned. */
 const DRAIN_GRACE_MS = 6_000;
 /** Keys whose change means a new ACME engine (account, CA, trust). */
-const ENGINE_KEYS = ['api_uri', 'ca_bundle', 'account_email', 'eab_kid', 'eab_hmac_key', 'preferred_chain'] as const;
+const ENGINE_KEYS = ['api_uri', 'ca_bundle', 'account_email', 'eab_kid', 'eab_hmac_key', 'eab', 'preferred_chain'] as const;
 /** A certificate past its renewal time by more than this, and not in backoff, counts as overdue in /healthz. */
 const OVERDUE_GRACE_MS = 10 * 60_000;
 
 export class Daemon {
-  private enginePromise?: Promise<AcmeEngine>;
-  /** The engine once loaded, for probing the CA. */
-  private loadedEngine?: AcmeEngine;
+  /** One ACME engine per CA (directory URL), made on first use. */
+  private readonly engines = new Map<string, Promise<AcmeEngine>>();
+  /** The engines once loaded, for probing their CA. */
+  private readonly loadedEngines = new Map<string, AcmeEngine>();
   private readonly metrics: DaemonMetrics;
   private adminServer?: http.Server;
   /** admin.listen: the API for other machines, behind a token or mutual TLS. */
@@ -95,7 +98,8 @@ export class Daemon {
   private configPath?: string;
   private stopped?: Promise<void>;
   private indexLoaded?: Promise<void>;
-  private caProbing = false;
+  /** The CAs a probe loop runs for. */
+  private readonly caProbing = new Set<string>();
   private indexReady = false;
   /** The dns-01 solver, when the config has a `dns` section. */
   private dns01?: Dns01Solver;
@@ -118,14 +122,14 @@ export class Daemon {
     readonly storage: MonitoredStorage,
     readonly index: CertificateIndex,
     readonly spool: CertificateSpool,
-    readonly ca: CaBackoff,
+    readonly ca: CaBackoffs,
     readonly tokens: ChallengeTokens,
     readonly challengeServer: ChallengeServer,
     private readonly now: () => number,
     timers: Timers | undefined,
   ) {
     this.issuer = new Issuer({
-      engine: () => this.engine(), storage, index, spool, ca, log, now,
+      engine: (directoryUrl) => this.engine(directoryUrl), cas: () => caDirectories(this.current), storage, index, spool, ca, log, now,
       solver: (cert) => this.solverFor(cert),
       settings: (cert) => orderSettings(this.current, cert.name),
       lockTtlMs: () => this.current.lock_ttl_seconds * 1000,
@@ -135,7 +139,7 @@ export class Daemon {
     this.queue = new WorkQueue(current.max_concurrent_orders);
     this.renewer = new Renewer({
       config: () => this.managedConfig(), index, storage, ca, log, timers: timers ?? { ...realTimers, now },
-      engine: () => this.engine(),
+      engine: (directoryUrl) => this.engine(directoryUrl),
       submit: (cert, opts) => this.submit(cert, opts?.force),
     });
     this.hooks = new DeployHooks((outcome) => this.runHook(outcome));
@@ -174,8 +178,12 @@ export class Daemon {
       observe: (result) => this.metrics.observeOnDemand(result),
     });
     storage.on('up', () => void this.storageBack());
-    ca.on('up', () => log.info('the CA answers again; orders resume'));
-    ca.on('down', () => void this.probeCa());
+    ca.on('up', (url) => log.info({ ca: url }, 'the CA answers again; orders resume'));
+    ca.on('down', (url) => void this.probeCa(url));
+    this.issuer.on('fallback', ({ from, to, error, skipped }) => {
+      // A CA skipped for its backoff was already reported when it went down.
+      log[skipped ? 'info' : 'warn']({ from, to, reason: error.message, skipped }, 'falling back to the next CA');
+    });
   }
 
   get config(): Config {
@@ -222,7 +230,7 @@ export class Daemon {
     const storage = withHealth(await createStorage(config), { log, now, minFreeBytes: config.min_free_mb * 1024 * 1024 });
     const spool = await CertificateSpool.open(spoolDir(config), { log });
     const index = new CertificateIndex({ storage, log, now, policy: () => ({ renewThresholdDays: daemon.config.renew_threshold_days }) });
-    const ca = new CaBackoff({ now });
+    const ca = new CaBackoffs(() => caDirectories(daemon.config), { now });
     const tokens = new ChallengeTokens(storage, log);
     const challengeServer = new ChallengeServer({
       tokens, log,
@@ -254,7 +262,7 @@ export class Daemon {
     }
     daemon.configPath = opts.configPath;
     log.info({
-      version: VERSION, config: opts.configPath ?? null, ca: config.api_uri, challenge: challengeServer.boundAddresses(),
+      version: VERSION, config: opts.configPath ?? null, ca: caDirectories(config), challenge: challengeServer.boundAddresses(),
       admin: config.admin.socket, admin_listen: config.admin.listen, storage: storage.kind,
     }, 'acmed started');
     opts.onListening?.();
@@ -347,38 +355,41 @@ export class Daemon {
     if (firstLoad && this.indexReady) void this.reconcileInBackground();
   }
 
-  /** The ACME engine, created on first use; a failed start is retried on the next use. */
-  engine(): Promise<AcmeEngine> {
-    if (!this.enginePromise) {
-      const config = this.current;
-      const attempt = (async () => AcmeEngine.create({
-        directoryUrl: config.api_uri,
-        email: config.account_email,
-        caBundle: config.ca_bundle ? await readCaBundle(config.ca_bundle) : undefined,
-        eab: await this.externalAccountBinding(config),
-        preferredChain: config.preferred_chain,
-        storage: this.storage,
-        log: this.log,
-        observeRequest: (sample) => this.metrics.observeAcmeRequest(sample),
-      }))();
-      this.enginePromise = attempt;
-      attempt.then((engine) => {
-        this.loadedEngine = engine;
-        this.ca.success();
-        void this.checkProfiles(engine, config);
-      }, (err: Error) => {
-        this.log.error({ err: err.message, api_uri: config.api_uri }, 'cannot load the ACME account; will retry on the next order');
-        if (isCaFault(err)) this.ca.fault(err);
-        if (this.enginePromise === attempt) this.enginePromise = undefined;
-      });
-    }
-    return this.enginePromise;
+  /** The ACME engine of one CA (default: the first), created on first use; a failed start is retried on the next use. */
+  engine(directoryUrl = firstCa(this.current)): Promise<AcmeEngine> {
+    const existing = this.engines.get(directoryUrl);
+    if (existing) return existing;
+    const config = this.current;
+    const ca = this.ca.of(directoryUrl);
+    const attempt = (async () => AcmeEngine.create({
+      directoryUrl,
+      account: await accountKeysOf(this.storage, directoryUrl, firstCa(config)),
+      email: config.account_email,
+      caBundle: config.ca_bundle ? await readCaBundle(config.ca_bundle) : undefined,
+      eab: await this.externalAccountBinding(config, directoryUrl),
+      preferredChain: config.preferred_chain,
+      storage: this.storage,
+      log: this.log,
+      observeRequest: (sample) => this.metrics.observeAcmeRequest(sample),
+    }))();
+    this.engines.set(directoryUrl, attempt);
+    attempt.then((engine) => {
+      this.loadedEngines.set(directoryUrl, engine);
+      ca.success();
+      void this.checkProfiles(engine, config);
+    }, (err: Error) => {
+      this.log.error({ err: err.message, ca: directoryUrl }, 'cannot load the ACME account; will retry on the next order');
+      if (isCaFault(err)) ca.fault(err);
+      if (this.engines.get(directoryUrl) === attempt) this.engines.delete(directoryUrl);
+    });
+    return attempt;
   }
 
-  /** The configured binding; for ZeroSSL without one, the one ZeroSSL hands out for account_email. */
-  private async externalAccountBinding(config: Config): Promise<{ kid: string; hmacKey: string } | undefined> {
-    if (config.eab_kid && config.eab_hmac_key) return { kid: config.eab_kid, hmacKey: config.eab_hmac_key };
-    if (!isZeroSsl(config.api_uri)) return undefined;
+  /** The configured binding for a CA; for ZeroSSL without one, the one ZeroSSL hands out for account_email. */
+  private async externalAccountBinding(config: Config, directoryUrl: string): Promise<{ kid: string; hmacKey: string } | undefined> {
+    const configured = configuredEab(config, directoryUrl);
+    if (configured) return configured;
+    if (!isZeroSsl(directoryUrl)) return undefined;
     return zeroSslEab({ email: config.account_email, storage: this.storage });
   }
 
@@ -392,35 +403,42 @@ export class Daemon {
     if (wanted.length === 0) return;
     const offered = await engine.offeredProfiles().catch(() => null);
     if (!offered) return;
+    const ca = engine.directoryUrl;
     for (const { profile, path } of wanted) {
-      if (!offered.includes(profile)) {
-        this.log.error({ profile, config_key: path.join('.'), offered, ca: config.api_uri }, 'the CA does not offer this profile; its certificates will not be ordered until the config is fixed');
+      if (offered.includes(profile)) continue;
+      if (ca === firstCa(config)) {
+        this.log.error({ profile, config_key: path.join('.'), offered, ca }, 'the CA does not offer this profile; its certificates will not be ordered until the config is fixed');
+      } else {
+        this.log.warn({ profile, config_key: path.join('.'), offered, ca }, 'a fallback CA does not offer this profile; orders for its certificates skip that CA');
       }
     }
   }
 
   /** Running orders keep the engine they started with; new ones get a new one (new config, new account key). */
-  private replaceEngine(): void {
-    const old = this.enginePromise;
-    this.enginePromise = undefined;
-    this.loadedEngine = undefined;
-    void old?.then((engine) => this.queue.drain().then(() => engine.close()), () => {});
+  private replaceEngine(directoryUrl?: string): void {
+    for (const [url, old] of [...this.engines]) {
+      if (directoryUrl !== undefined && url !== directoryUrl) continue;
+      this.engines.delete(url);
+      this.loadedEngines.delete(url);
+      void old.then((engine) => this.queue.drain().then(() => engine.close()), () => {});
+    }
   }
 
   /** `acmed account …`: the account's life cycle; a new key or a deactivated account means a new engine. */
   async account(action: AccountAction): Promise<unknown> {
-    const lifecycle = (await this.engine()).accountLifecycle();
+    const ca = listedCa(this.current, action.ca);
+    const lifecycle = (await this.engine(ca)).accountLifecycle();
     switch (action.type) {
       case 'show': return lifecycle.details();
       case 'update': return lifecycle.updateEmail(action.email);
       case 'rollover': {
         const result = await lifecycle.rollover();
-        this.replaceEngine();
+        this.replaceEngine(ca);
         return result;
       }
       case 'deactivate': {
         const result = await lifecycle.deactivate();
-        this.replaceEngine();
+        this.replaceEngine(ca);
         return result;
       }
     }
@@ -431,30 +449,32 @@ export class Daemon {
    * the wait ends, so /healthz and waiting orders learn it is back even when
    * no order happens to be due then.
    */
-  private async probeCa(): Promise<void> {
-    if (this.caProbing) return;
-    this.caProbing = true;
+  private async probeCa(directoryUrl: string): Promise<void> {
+    if (this.caProbing.has(directoryUrl)) return;
+    this.caProbing.add(directoryUrl);
+    const ca = this.ca.of(directoryUrl);
     try {
-      while (!this.ca.state().up && !this.issuer.stopping) {
-        const wait = Math.max(0, Date.parse(this.ca.state().until ?? '') - this.now());
+      while (!ca.state().up && !this.issuer.stopping) {
+        const wait = Math.max(0, Date.parse(ca.state().until ?? '') - this.now());
         await sleep(Math.min(wait, 60_000) + 50, undefined, { ref: false });
         if (this.issuer.stopping) return;
-        const admitted = await this.ca.admit().catch(() => null);
+        const admitted = await ca.admit().catch(() => null);
         if (!admitted?.probe) continue; // still backed off, or an order is probing
-        if (this.loadedEngine) {
-          await this.loadedEngine.ping().then(() => this.ca.success(), (err: Error) => {
-            if (isCaFault(err)) this.ca.fault(err);
-            else this.ca.success(); // it answered, if only with an error
+        const loaded = this.loadedEngines.get(directoryUrl);
+        if (loaded) {
+          await loaded.ping().then(() => ca.success(), (err: Error) => {
+            if (isCaFault(err)) ca.fault(err);
+            else ca.success(); // it answered, if only with an error
           });
         } else {
           // Loading the account marks the CA up or down itself; anything else (the store) leaves the probe to the next caller.
-          await this.engine().catch((err: Error) => {
-            if (!isCaFault(err)) this.ca.release();
+          await this.engine(directoryUrl).catch((err: Error) => {
+            if (!isCaFault(err)) ca.release();
           });
         }
       }
     } finally {
-      this.caProbing = false;
+      this.caProbing.delete(directoryUrl);
     }
   }
 
@@ -601,14 +621,14 @@ export class Daemon {
         this.queue.drain().then(() => true),
         new Promise<boolean>((resolve) => setTimeout(() => resolve(false), DRAIN_GRACE_MS).unref()),
       ]);
-      const engine = this.enginePromise ? await this.enginePromise.catch(() => undefined) : undefined;
+      const engines = (await Promise.all([...this.engines.values()].map((e) => e.catch(() => undefined)))).filter((e) => e !== undefined);
       if (!drained) {
         this.log.warn({ running: this.queue.running }, 'abandoning running orders');
         this.issuer.abortAll();
-        engine?.close(); // fails requests in flight now instead of after their timeout
+        engines.forEach((e) => e.close()); // fails requests in flight now instead of after their timeout
         await this.queue.drain();
       }
-      engine?.close();
+      engines.forEach((e) => e.close());
       await adminClosed;
       await this.challengeServer.close();
       await this.index.close();
@@ -687,7 +707,8 @@ export class Daemon {
     await withLock(this.storage, keys.lock(name), async (lock) => {
       const bundle = await this.storage.getCertificate(name);
       if (!bundle) return;
-      if (opts.revoke) await (await this.engine()).revoke(bundle.cert, opts.reason);
+      // Revoked by the account of the CA that issued it.
+      if (opts.revoke) await (await this.engine(this.index.get(name)?.ca ?? undefined)).revoke(bundle.cert, opts.reason);
       await lock.assertHeld();
       await this.storage.deleteCertificate(name);
       await this.index.remove(name);
@@ -712,7 +733,10 @@ export class Daemon {
     return {
       ok: storeOk && caOk,
       checks: {
-        ca: { ok: caOk, up: ca.up, failures: ca.failures, backoff_until: ca.until, last_error: ca.lastError, since: ca.since },
+        ca: {
+          ok: caOk, up: ca.up, failures: ca.failures, backoff_until: ca.until, last_error: ca.lastError, since: ca.since,
+          cas: this.ca.states().map((s) => ({ url: s.url, up: s.up, failures: s.failures, backoff_until: s.until, last_error: s.lastError })),
+        },
         storage: {
           ok: storeOk, up: store.up, writable: store.writable, free_bytes: store.freeBytes, low_space: store.lowSpace,
           last_error: store.lastError, held_certificates: this.spool.held().length,
@@ -737,7 +761,8 @@ export class Daemon {
       started_at: new Date(this.startedAt).toISOString(),
       uptime_seconds: Math.round((Date.now() - this.startedAt) / 1000),
       config: this.configPath ?? null,
-      ca: { url: this.current.api_uri, up: ca.up, until: ca.until, last_error: ca.lastError },
+      ca: { url: firstCa(this.current), up: ca.up, until: ca.until, last_error: ca.lastError },
+      cas: this.ca.states().map((s) => ({ url: s.url, up: s.up, until: s.until, last_error: s.lastError })),
       storage: { kind: this.storage.kind, up: store.up && store.writable },
       certificates: { total: this.index.size, by_status: byStatus },
       next_renewal: next ? { name: next.name, at: next.at.toISOString() } : null,
@@ -759,7 +784,8 @@ export class Daemon {
 function spoolDir(config: Config): string {
   if (config.spool_dir) return config.spool_dir;
   if (config.storage === 'file') return join(config.storage_config.file.path, 'spool');
-  const identity = JSON.stringify([config.storage, config.storage_config[config.storage as keyof Config['storage_config']], config.api_uri]);
+  // The first CA only: adding a fallback CA keeps the folder (and what it holds).
+  const identity = JSON.stringify([config.storage, config.storage_config[config.storage as keyof Config['storage_config']], firstCa(config)]);
   return join('/var/lib/acmed/spool', `${config.storage}-${createHash('sha256').update(identity).digest('hex').slice(0, 12)}`);
 }
 

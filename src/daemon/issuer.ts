@@ -23,7 +23,8 @@ import type { OrderSettings } from '../config/order-settings.js';
 import type { FailureBlame, IssueJob, IssueOutcome, JobEvent, JobProgress } from '../renewal/job.js';
 import type { Logger } from '../log.js';
 import { isBackedOff, type BackoffRecord } from '../renewal/backoff.js';
-import type { CaBackoff } from '../renewal/ca-backoff.js';
+import type { CaBackoffs } from '../renewal/ca-backoffs.js';
+import { orderWithFallback, type CaFallback } from './ca-fallback.js';
 import { isRenewalDue } from '../renewal/index-record.js';
 import type { CertificateIndex } from '../renewal/index.js';
 import { isStoreFault } from '../storage/errors.js';
@@ -115,11 +116,14 @@ export class CertificateHeldError extends AcmedError {
 }
 
 export interface IssuerOptions {
-  engine: () => Promise<AcmeEngine>;
+  /** The engine (account, connection) of one CA, by directory URL. */
+  engine: (directoryUrl: string) => Promise<AcmeEngine>;
+  /** The CAs to order from, in fallback order (read at each order, so a reload applies). */
+  cas: () => string[];
   storage: Storage;
   index: CertificateIndex;
   spool: CertificateSpool;
-  ca: CaBackoff;
+  ca: CaBackoffs;
   /** The solver for the certificate's challenge type (http-01 tokens, dns-01 records). */
   solver: (cert: ManagedCertificate) => ChallengeSolver;
   log: Logger;
@@ -133,7 +137,7 @@ export interface IssuerOptions {
   beforeOrder?: (cert: ManagedCertificate) => Promise<void>;
 }
 
-export class Issuer extends EventEmitter<{ outcome: [JobEvent]; progress: [JobProgress] }> {
+export class Issuer extends EventEmitter<{ outcome: [JobEvent]; progress: [JobProgress]; fallback: [CaFallback] }> {
   private readonly shutdown = new AbortController();
   private accepting = true;
 
@@ -221,7 +225,14 @@ export class Issuer extends EventEmitter<{ outcome: [JobEvent]; progress: [JobPr
     const reuseKey = settings.reuseKey && stored && keyMatches(stored.privkey, settings) ? stored.privkey : undefined;
     await this.opts.preflight?.(cert);
     signal.throwIfAborted();
-    const issued = await this.order(job, signal, stored && covers(stored) ? record?.ari?.certId : undefined, attempt, step, { ...settings, reuseKey });
+    const replaces = stored && covers(stored) ? record?.ari?.certId : undefined;
+    // Each order starts at the first CA, so renewals go back to it once it answers again.
+    const { value: issued, ca } = await orderWithFallback(
+      this.opts.cas(),
+      (directoryUrl) => this.order(directoryUrl, job, signal, replaces, attempt, step, { ...settings, reuseKey }),
+      (fallback) => this.emit('fallback', fallback),
+      () => this.opts.ca.unavailable(),
+    );
     const bundle: CertificateBundle = {
       name: cert.name, names: cert.names, cert: issued.cert, chain: issued.chain, fullchain: issued.fullchain, privkey: issued.privkey,
       notBefore: issued.notBefore.toISOString(), notAfter: issued.notAfter.toISOString(),
@@ -236,20 +247,21 @@ export class Issuer extends EventEmitter<{ outcome: [JobEvent]; progress: [JobPr
     }
     step('stored');
     await this.forgetOrder(cert);
-    return this.issuedEvent(cert, bundle, { requests: issued.requests, started, resumed: issued.resumed, dnsPropagationMs: issued.propagationMs });
+    return this.issuedEvent(cert, bundle, { requests: issued.requests, started, resumed: issued.resumed, dnsPropagationMs: issued.propagationMs, ca });
   }
 
-  /** Asks the CA, through the CA backoff gate, resuming a pending order when there is one. */
+  /** Asks one CA, through its backoff gate, resuming a pending order placed with it when there is one. */
   private async order(
-    job: IssueJob, signal: AbortSignal, replaces: string | undefined, attempt: { ordered: boolean },
+    directoryUrl: string, job: IssueJob, signal: AbortSignal, replaces: string | undefined, attempt: { ordered: boolean },
     onStep: (step: JobProgress['step']) => void, settings: Omit<OrderSettings, 'reuseKey'> & { reuseKey?: string },
   ): Promise<IssuedCertificate> {
     const { cert } = job;
-    const { ca, log } = this.opts;
+    const { log } = this.opts;
+    const ca = this.opts.ca.of(directoryUrl);
     const { probe } = await ca.admit();
     let answered = false;
     try {
-      const engine = await this.opts.engine().catch((err: Error) => {
+      const engine = await this.opts.engine(directoryUrl).catch((err: Error) => {
         if (isCaFault(err) || isStoreFault(err)) throw err;
         answered = true;
         throw new AccountUnavailableError(err);
@@ -257,11 +269,11 @@ export class Issuer extends EventEmitter<{ outcome: [JobEvent]; progress: [JobPr
       await this.opts.beforeOrder?.(cert);
       attempt.ordered = true;
       const solver = this.opts.solver(cert);
-      const resume = await this.pendingOrder(cert);
+      const resume = await this.pendingOrder(cert, directoryUrl);
       const issued = await engine.issue({
         names: cert.names, keyType: settings.keyType, rsaBits: settings.rsaBits, curve: settings.curve, reuseKey: settings.reuseKey,
         profile: settings.profile, preferredChain: settings.preferredChain, replaces, signal, resume,
-        onOrderPlaced: (pending) => this.rememberOrder(cert, pending), onStep,
+        onOrderPlaced: (pending) => this.rememberOrder(cert, { ...pending, ca: directoryUrl }), onStep,
       }, solver);
       ca.success();
       answered = true;
@@ -269,7 +281,7 @@ export class Issuer extends EventEmitter<{ outcome: [JobEvent]; progress: [JobPr
     } catch (err) {
       if (isCaFault(err)) {
         const state = ca.fault(err as Error);
-        if (state.failures === 1 || probe) log.warn({ err: (err as Error).message, until: state.until }, 'the CA is not answering; orders wait for it');
+        if (state.failures === 1 || probe) log.warn({ ca: directoryUrl, err: (err as Error).message, until: state.until }, 'the CA is not answering; orders wait for it');
         answered = true;
       } else if (err instanceof AcmeError) {
         ca.success(); // the CA answered, if only to say no
@@ -289,14 +301,15 @@ export class Issuer extends EventEmitter<{ outcome: [JobEvent]; progress: [JobPr
     await this.opts.spool.release(bundle.name, bundle.notAfter);
   }
 
-  private async pendingOrder(cert: ManagedCertificate): Promise<PendingOrder | undefined> {
+  /** The order an earlier run placed with this CA (one placed before acmed knew several CAs: with the first). */
+  private async pendingOrder(cert: ManagedCertificate, directoryUrl: string): Promise<PendingOrder | undefined> {
     const order = this.opts.index.get(cert.name)?.order;
     if (!order || order.names.join(',') !== cert.names.join(',')) return undefined;
     const raw = await this.opts.storage.get(keys.order(cert.name)).catch(() => null);
     if (!raw) return undefined;
     try {
       const saved = JSON.parse(raw) as PendingOrder;
-      return saved.url === order.url ? saved : undefined;
+      return saved.url === order.url && (saved.ca ?? this.opts.cas()[0]) === directoryUrl ? saved : undefined;
     } catch {
       return undefined;
     }
@@ -338,9 +351,10 @@ export class Issuer extends EventEmitter<{ outcome: [JobEvent]; progress: [JobPr
 
   private issuedEvent(
     cert: ManagedCertificate, bundle: CertificateBundle,
-    opts: { requests: number; started: number; resumed?: boolean; fromSpool?: boolean; dnsPropagationMs?: number },
+    opts: { requests: number; started: number; resumed?: boolean; fromSpool?: boolean; dnsPropagationMs?: number; ca?: string },
   ): Extract<JobEvent, { type: 'issued' }> {
     const outcome = this.outcome(cert, bundle, true, opts.requests, opts.started);
+    if (opts.ca) outcome.ca = opts.ca;
     if (opts.resumed) outcome.resumed = true;
     if (opts.dnsPropagationMs !== undefined) outcome.dnsPropagationMs = opts.dnsPropagationMs;
     if (opts.fromSpool) outcome.fromSpool = true;

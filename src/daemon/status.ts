@@ -3,6 +3,7 @@
  * record alone: listing 100,000 certificates opens no PEM.
  */
 import type { CertificateStatus } from '../admin/wire.js';
+import { firstCa } from '../config/ca-list.js';
 import { isManagedName } from '../config/managed.js';
 import type { Config } from '../config/schema.js';
 import type { IndexRecord } from '../renewal/index-record.js';
@@ -61,5 +62,6 @@ export function statusOf(record: IndexRecord, src: StatusSources): CertificateSt
     last_error: backoff?.lastError ?? null,
     backoff_until: inBackoff ? backoff.until : null,
     pending_order: record.order?.url ?? null,
+    ca: record.notAfter !== null ? record.ca ?? firstCa(src.config) : null,
   };
 }

@@ -28,6 +28,7 @@ export function recordJobEvents(index: CertificateIndex, opts: IndexEventOptions
       const info = readCertificateInfo(event.bundle.cert);
       void index.update(name, event.bundle.names, (prev) => ({
         ...recordFromCertificate(name, info, prev, opts.policy(), now()), backoff: null, order: null,
+        ...(event.outcome.ca ? { ca: event.outcome.ca } : {}),
       })).catch(persistFailed(name));
     } else if (event.type === 'failed' && event.blame === 'host') {
       const { name } = event;

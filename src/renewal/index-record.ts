@@ -45,6 +45,8 @@ export interface IndexRecord {
   ari: AriRecord | null;
   backoff: BackoffRecord | null;
   order: PendingOrderRecord | null;
+  /** Directory URL of the CA that issued the stored certificate; null when unknown (issued before acmed recorded it: the first CA's). */
+  ca: string | null;
   updatedAt: string;
 }
 
@@ -54,7 +56,7 @@ export type RenewalPolicy = { renewThresholdDays: number | null };
 export function missingRecord(name: string, names: string[], now: Date): IndexRecord {
   return {
     name, names, notBefore: null, notAfter: null, serial: null, issuer: null,
-    renewAt: null, renewReason: 'missing', ari: null, backoff: null, order: null, updatedAt: now.toISOString(),
+    renewAt: null, renewReason: 'missing', ari: null, backoff: null, order: null, ca: null, updatedAt: now.toISOString(),
   };
 }
 
@@ -79,6 +81,8 @@ export function recordFromCertificate(
     ari: sameCertificate ? prev?.ari ?? null : null,
     backoff: prev?.backoff ?? null,
     order: prev?.order ?? null,
+    // Kept only while it is about this very certificate: one stored by hand or by an older acmed has no known CA.
+    ca: sameCertificate ? prev?.ca ?? null : null,
     updatedAt: now.toISOString(),
   };
   return withRenewalTime(record, policy, now);
@@ -147,6 +151,7 @@ export function parseIndexRecord(raw: string): IndexRecord | null {
     ari,
     backoff: parseBackoffRecord(v.backoff),
     order,
+    ca: typeof v.ca === 'string' ? v.ca : null,
     updatedAt: typeof v.updatedAt === 'string' ? v.updatedAt : new Date(0).toISOString(),
   };
 }

@@ -29,6 +29,8 @@ export interface IssueOutcome {
   fromSpool?: boolean;
   /** dns-01: how long acmed waited for its TXT records to show on the DNS servers before asking the CA to validate. */
   dnsPropagationMs?: number;
+  /** The directory URL of the CA that issued it, when this job ordered it. */
+  ca?: string;
   deployHook?: { ok: boolean; exitCode: number | null; timedOut: boolean; output: string };
 }
 

@@ -13,13 +13,14 @@
 import { hostname } from 'node:os';
 import cron, { type ScheduledTask } from 'node-cron';
 import type { AcmeEngine } from '../acme/client.js';
+import { firstCa } from '../config/ca-list.js';
 import type { Config } from '../config/schema.js';
 import { certificateForHost, configuredCertificates, isManagedName, managedCertificateNamed, type ManagedCertificate } from '../config/managed.js';
 import type { Logger } from '../log.js';
 import type { Storage } from '../storage/storage.js';
 import { ariNeedsFetch, fetchAri } from './ari-cache.js';
 import { isBackedOff } from './backoff.js';
-import type { CaBackoff } from './ca-backoff.js';
+import type { CaBackoffs } from './ca-backoffs.js';
 import { DueQueue, realTimers, type Timers } from './due-queue.js';
 import { eachLimited } from './each-limited.js';
 import { dueTime, isSettled, type IndexRecord } from './index-record.js';
@@ -31,10 +32,11 @@ export interface RenewerOptions {
   config: () => Config;
   index: CertificateIndex;
   storage: Storage;
-  ca: CaBackoff;
+  ca: CaBackoffs;
   /** Hands a job to the work queue. */
   submit: (cert: ManagedCertificate, opts?: { force?: boolean }) => Promise<IssueOutcome>;
-  engine: () => Promise<AcmeEngine>;
+  /** The engine of a CA, by directory URL. */
+  engine: (directoryUrl: string) => Promise<AcmeEngine>;
   log: Logger;
   timers?: Timers;
 }
@@ -183,11 +185,14 @@ export class Renewer {
   /** Asks the CA for the certificate's ARI window when it offers ARI and the last answer is stale. */
   async refreshAri(name: string): Promise<void> {
     const record = this.opts.index.get(name);
-    if (!record?.serial || this.opts.ca.backedOff) return;
+    if (!record?.serial) return;
+    // Asked of the CA that issued it: only that CA knows its renewal window.
+    const issuedBy = record.ca ?? firstCa(this.opts.config());
+    if (this.opts.ca.of(issuedBy).backedOff) return;
     // The record's ARI answer is always about the stored certificate (a new serial drops it): no PEM read while it is fresh.
     if (record.ari && Date.parse(record.ari.fetchAfter) > this.now.getTime()) return;
     try {
-      const engine = await this.opts.engine();
+      const engine = await this.opts.engine(issuedBy);
       if (!(await engine.offersRenewalInfo())) return; // a CA without ARI: nothing to read or ask
       const bundle = await this.opts.storage.getCertificate(name);
       if (!bundle || !ariNeedsFetch(record.ari, bundle.cert, this.now)) return;

@@ -79,6 +79,21 @@ test('check-config --online reports the unknown profile at its line; without --o
   assert.doesNotMatch(online.stderr, /"shortlived"/, 'the listed profile is fine');
 });
 
+test('check-config --online with several CAs reads every directory: a profile only the fallback CA lacks is a warning', async () => {
+  const file = join(dir, 'online-two.yaml');
+  // Pebble itself lists no profiles: as the second CA it only draws a warning.
+  const two = { ...config, api_uri: [`${proxy.url}/dir`, pebble.directoryUrl], certificates: [{ names: ['short.example.com'], profile: 'shortlived' }] };
+  await writeFile(file, stringify(two));
+  const online = await runCli(['check-config', '--online', '--config', file]);
+  assert.equal(online.code, 0, online.stderr);
+  assert.match(online.stdout, new RegExp(`warning: ${file}:\\d+:\\d+: certificates\\.0\\.profile: the CA at ${pebble.directoryUrl} offers no profile "shortlived".*skip this fallback CA`));
+  // A second CA that cannot be read is a problem at its entry.
+  await writeFile(file, stringify({ ...two, api_uri: [`${proxy.url}/dir`, 'https://127.0.0.1:1/dir'] }));
+  const down = await runCli(['check-config', '--online', '--config', file]);
+  assert.equal(down.code, 1);
+  assert.match(down.stderr, /api_uri: cannot read the directory of https:\/\/127\.0\.0\.1:1\/dir/);
+});
+
 test('the keys follow the settings: P-384 globally, P-256 where the certificate says so', async () => {
   const { createPrivateKey } = await import('node:crypto');
   const { readFile } = await import('node:fs/promises');

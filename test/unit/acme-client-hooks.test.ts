@@ -167,8 +167,10 @@ test('a nonce fetch inside a signed request is retried by that request\'s loop, 
   const headsBefore = hits.get('/nonce') ?? 0;
   await assert.rejects(internals.api.apiRequest(`${base}/never-sent`, null, [200]), /cannot reach the CA/);
   dropNext.delete('/nonce');
-  // One HEAD per attempt of the signed request (1 + 3 retries), not 4 × 4.
-  assert.equal((hits.get('/nonce') ?? 0) - headsBefore, 4);
+  // One HEAD per attempt of the signed request (1 + 3 retries), not 4 × 4,
+  // plus one: the first HEAD went out on the connection the directory fetch
+  // left open, and a reset there is resent at once as a stale connection.
+  assert.equal((hits.get('/nonce') ?? 0) - headsBefore, 4 + 1);
   assert.equal(hits.get('/never-sent'), undefined);
 });
 

@@ -4,12 +4,14 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { AcmeNetworkError, AcmeProblemError, AcmeTimeoutError } from '../../src/acme/errors.js';
 import {
-  BAD_NONCE_RETRIES, MAX_RETRY_AFTER_IN_ORDER_MS, TRANSIENT_RETRY_DELAYS_MS, isTransient, retryDelay, withTransientRetry,
+  BAD_NONCE_RETRIES, MAX_RETRY_AFTER_IN_ORDER_MS, STALE_CONNECTION_RETRIES, TRANSIENT_RETRY_DELAYS_MS, isTransient, retryDelay, withTransientRetry,
 } from '../../src/acme/retry.js';
 
 const problem = (type: string, status: number, retryAfterMs?: number) =>
   new AcmeProblemError({ type: `urn:ietf:params:acme:error:${type}`, detail: `${type} detail` }, status, 'https://ca.test/x', retryAfterMs);
 const reset = () => new AcmeNetworkError('cannot reach the CA at ca.test: ECONNRESET');
+/** A reset on a kept-alive connection before any answer, as the transport reports it. */
+const staleReset = () => new AcmeNetworkError('cannot reach the CA at ca.test: ECONNRESET', undefined, true);
 
 /** A send() that fails with each error in turn, then answers 'ok'; counts calls. */
 function flaky(...errors: unknown[]) {
@@ -79,6 +81,25 @@ describe('withTransientRetry', () => {
     const endless = flaky(...Array.from({ length: 20 }, nonce));
     await assert.rejects(withTransientRetry(endless.send, { sleep: recordingSleep().sleep }), /badNonce/);
     assert.equal(endless.calls.n, 1 + BAD_NONCE_RETRIES);
+  });
+
+  test('a reset on a kept-alive connection is resent at once on a budget of its own; past it, it is a fault like any other', async () => {
+    // Stale pooled connections first, then the whole fault schedule: still answered.
+    const mixed = flaky(staleReset(), staleReset(), reset(), staleReset(), reset(), reset());
+    const { waits, sleep } = recordingSleep();
+    assert.equal(await withTransientRetry(mixed.send, { sleep }), 'ok');
+    assert.equal(mixed.calls.n, 7);
+    assert.deepEqual(waits, [250, 1_000, 3_000], 'no wait before resending on another connection');
+    // Bounded: once the budget is spent, stale resets take the fault schedule and then give up.
+    const endless = flaky(...Array.from({ length: 20 }, staleReset));
+    const bounded = recordingSleep();
+    await assert.rejects(withTransientRetry(endless.send, { sleep: bounded.sleep }), /ECONNRESET/);
+    assert.equal(endless.calls.n, 1 + STALE_CONNECTION_RETRIES + TRANSIENT_RETRY_DELAYS_MS.length);
+    assert.deepEqual(bounded.waits, [250, 1_000, 3_000]);
+    // delaysMs [] still means one send.
+    const once = flaky(staleReset());
+    await assert.rejects(withTransientRetry(once.send, { delaysMs: [] }), /ECONNRESET/);
+    assert.equal(once.calls.n, 1);
   });
 
   test('errors that are not ACME errors are not retried', async () => {

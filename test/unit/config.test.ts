@@ -510,3 +510,45 @@ describe('dns-01 and wildcard certificates', () => {
     assertOneProblem(text, '"*.example.com"', /certificates 1 and 2 would both be stored as example\.com/);
   });
 });
+
+describe('several CAs (api_uri as a list)', () => {
+  const A = 'https://a.test/dir';
+  const B = 'https://b.test/dir';
+
+  test('one URL or a list read alike as a list, first = preferred', async () => {
+    const { caDirectories, firstCa } = await import('../../src/config/ca-list.js');
+    assert.deepEqual(caDirectories(parseConfig(`${BASE}api_uri: ${A}\n`)), [A]);
+    const listed = parseConfig(`${BASE}api_uri: [${B}, ${A}]\n`);
+    assert.deepEqual(caDirectories(listed), [B, A]);
+    assert.equal(firstCa(listed), B);
+  });
+
+  test('an empty list is refused', () => {
+    assertOneProblem(`${BASE}api_uri: []\n`, '[]', /at least one CA/);
+  });
+
+  test('a CA listed twice is refused at its second entry', () => {
+    const text = `${BASE}api_uri:\n  - ${A}\n  - ${B}\n  - ${A}\n`;
+    assertOneProblem(text, A, /listed twice/, 6);
+  });
+
+  test('an eab key that is not one of api_uri is refused at the key', () => {
+    const text = `${BASE}api_uri: [${A}, ${B}]\neab:\n  "https://c.test/dir": { kid: k, hmac_key: c2VjcmV0 }\n`;
+    // At the entry (its value, as every cross-key problem here is placed).
+    assertOneProblem(text, '{ kid: k,', /eab\.https:\/\/c\.test\/dir: not one of the CAs in api_uri/);
+  });
+
+  test('eab_kid and an eab entry for the first CA together are refused', () => {
+    const text = `${BASE}api_uri: [${A}, ${B}]\neab_kid: k1\neab_hmac_key: c2VjcmV0\neab:\n  "${A}": { kid: k2, hmac_key: c2VjcmV0 }\n`;
+    assertOneProblem(text, '{ kid: k2', /given twice/);
+  });
+
+  test('each CA gets its binding: eab_kid for the first, the eab map for the others', async () => {
+    const { configuredEab } = await import('../../src/config/ca-list.js');
+    const config = parseConfig(`${BASE}api_uri: [${A}, ${B}]\neab_kid: k1\neab_hmac_key: c2VjcmV0\neab:\n  "${B}": { kid: k2, hmac_key: b3RoZXI }\n`);
+    assert.deepEqual(configuredEab(config, A), { kid: 'k1', hmacKey: 'c2VjcmV0' });
+    assert.deepEqual(configuredEab(config, B), { kid: 'k2', hmacKey: 'b3RoZXI' });
+    const second = parseConfig(`${BASE}api_uri: [${B}, ${A}]\neab_kid: k1\neab_hmac_key: c2VjcmV0\n`);
+    assert.equal(configuredEab(second, A), undefined, 'eab_kid belongs to the first CA only');
+  });
+});

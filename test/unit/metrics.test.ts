@@ -9,7 +9,7 @@ import { createMetrics } from '../../src/admin/metrics.js';
 import type { DeployHooks } from '../../src/daemon/deploy-hooks.js';
 import type { Issuer } from '../../src/daemon/issuer.js';
 import { createLogger } from '../../src/log.js';
-import { CaBackoff } from '../../src/renewal/ca-backoff.js';
+import { CaBackoffs } from '../../src/renewal/ca-backoffs.js';
 import { missingRecord, type IndexRecord } from '../../src/renewal/index-record.js';
 import { CertificateIndex } from '../../src/renewal/index.js';
 import type { StoreHealth } from '../../src/storage/health.js';
@@ -35,7 +35,7 @@ async function setUp(perCertificate: boolean, queued: string[] = [], stats = { h
   await index.put(stored('e.example.com', 40, { backoff: { failures: 2, until: new Date(now + DAY).toISOString(), lastError: 'x', lastKind: 'dns', lastFailureAt: new Date(now).toISOString() } }));
   const issuer = new EventEmitter();
   const metrics = createMetrics({
-    issuer: issuer as unknown as Issuer, hooks: new EventEmitter() as unknown as DeployHooks, index, ca: new CaBackoff({ now: () => now }),
+    issuer: issuer as unknown as Issuer, hooks: new EventEmitter() as unknown as DeployHooks, index, ca: new CaBackoffs(() => ['https://ca.test/dir'], { now: () => now }),
     queue: { pending: queued, running: [] }, now: () => now, perCertificate: () => perCertificate,
     challengeStats: () => stats, storageHealth: () => ({ up: true, writable: true } as StoreHealth),
   });
@@ -112,7 +112,9 @@ test('promtool check metrics passes the whole exposition, counters and per-certi
   registry.observeAcmeRequest({ action: 'get_directory', method: 'GET', status: 'error', seconds: 1 });
   registry.observeOnDemand('started');
   issuer.emit('outcome', failedEvent('e.example.com', 'unauthorized', 'host', true));
+  issuer.emit('fallback', { from: 'https://a.test/dir', to: 'https://b.test/dir', error: new Error('down'), skipped: false });
   const text = await registry.metrics();
+  assert.match(text, /^acmed_ca_fallbacks_total\{from="https:\/\/a\.test\/dir",to="https:\/\/b\.test\/dir"\} 1$/m);
   const { code, output } = await promtoolCheck(text);
   assert.equal(output, '');
   assert.equal(code, 0);

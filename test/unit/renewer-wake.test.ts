@@ -12,7 +12,7 @@ import { PassThrough } from 'node:stream';
 import { parseConfig } from '../../src/config/load.js';
 import type { ManagedCertificate } from '../../src/config/managed.js';
 import { createLogger } from '../../src/log.js';
-import { CaBackoff } from '../../src/renewal/ca-backoff.js';
+import { CaBackoffs } from '../../src/renewal/ca-backoffs.js';
 import { recordJobEvents } from '../../src/renewal/index-events.js';
 import { CertificateIndex } from '../../src/renewal/index.js';
 import type { IssueOutcome } from '../../src/renewal/job.js';
@@ -35,7 +35,7 @@ test('the scheduler wakes for each certificate at its due time and replans after
   const log = createLogger('silent', new PassThrough());
   const config = parseConfig('account_email: ops@example.com\ntos_accepted: true\ncertificates: [{names: [wake.example.com]}, {names: [new.example.com]}]\nrenewal_schedule: "0 0 1 1 *"\nfail_backoff_minutes: 5\n');
   const index = new CertificateIndex({ storage, log, now: clock.timers.now, policy: () => ({ renewThresholdDays: null }) });
-  const ca = new CaBackoff({ now: clock.timers.now, baseMs: 60_000 });
+  const ca = new CaBackoffs(() => ['https://ca.test/dir'], { now: clock.timers.now, baseMs: 60_000 });
   const apply = recordJobEvents(index, { policy: () => ({ renewThresholdDays: null }), failBackoffMinutes: () => 5, log, now: clock.timers.now });
   const calls: { name: string; at: number }[] = [];
   const renewer: Renewer = new Renewer({
@@ -60,7 +60,7 @@ test('the scheduler wakes for each certificate at its due time and replans after
 
   // A CA fault: the job comes back when the CA's backoff ends, and no host backoff.
   const caFault = new Error('connect ECONNREFUSED');
-  ca.fault(caFault);
+  ca.of('https://ca.test/dir').fault(caFault);
   const event = { type: 'failed' as const, name: 'new.example.com', names: ['new.example.com'], error: caFault, kind: 'network', blame: 'ca' as const };
   apply(event);
   renewer.afterJob(event);

@@ -241,3 +241,46 @@ describe('network failures', () => {
     assert.equal(hits.get('/cut'), 1);
   });
 });
+
+test('a reset on a kept-alive connection before any answer is marked stale; one on a new connection is not', async () => {
+  // Each connection answers its first request and resets on the next one, as
+  // a server (or proxy) that closed an idle keep-alive connection does.
+  const net = await import('node:net');
+  const server = net.createServer((socket) => {
+    let served = 0;
+    socket.on('data', () => {
+      if (served++ > 0) {
+        socket.resetAndDestroy();
+        return;
+      }
+      socket.write('HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: keep-alive\r\n\r\n{}');
+    });
+    socket.on('error', () => {});
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const transport = new Transport({ nonces: new NoncePool(), timeoutMs: 5_000 });
+  try {
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/dir`;
+    assert.equal((await transport.request(url, 'get')).status, 200);
+    await assert.rejects(transport.request(url, 'get'), (err) => err instanceof AcmeNetworkError && err.staleConnection);
+    // The failed connection is gone from the pool: the next request opens a new one and is answered.
+    assert.equal((await transport.request(url, 'get')).status, 200);
+  } finally {
+    transport.close();
+    server.close();
+  }
+  // A connection reset on its first request is not stale: the server refused this very request.
+  const rude = net.createServer((socket) => {
+    socket.on('data', () => socket.resetAndDestroy());
+    socket.on('error', () => {});
+  });
+  await new Promise<void>((resolve) => rude.listen(0, '127.0.0.1', resolve));
+  const fresh = new Transport({ nonces: new NoncePool(), timeoutMs: 5_000 });
+  try {
+    const url = `http://127.0.0.1:${(rude.address() as AddressInfo).port}/dir`;
+    await assert.rejects(fresh.request(url, 'get'), (err) => err instanceof AcmeNetworkError && !err.staleConnection);
+  } finally {
+    fresh.close();
+    rude.close();
+  }
+});
