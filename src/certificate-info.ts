@@ -1,5 +1,7 @@
 /** Facts read off a PEM certificate with node's own X.509 parser. */
 import { X509Certificate } from 'node:crypto';
+import { isIPv6 } from 'node:net';
+import { canonicalIpv6 } from './ip-address.js';
 
 export interface CertificateInfo {
   names: string[];
@@ -17,8 +19,8 @@ export function readCertificateInfo(pem: string): CertificateInfo {
   const cert = new X509Certificate(pem);
   const names = (cert.subjectAltName ?? '')
     .split(', ')
-    .filter((entry) => entry.startsWith('DNS:'))
-    .map((entry) => entry.slice(4));
+    .map(nameOfSanEntry)
+    .filter((name): name is string => name !== undefined);
   return {
     names,
     notBefore: new Date(cert.validFrom),
@@ -27,6 +29,18 @@ export function readCertificateInfo(pem: string): CertificateInfo {
     issuer: cert.issuer,
     keyType: KEY_TYPES[cert.publicKey.asymmetricKeyType ?? ''],
   };
+}
+
+/**
+ * A dNSName, or an iPAddress in the form acmed writes names in: OpenSSL
+ * prints IPv6 uncompressed and upper-case ("IP Address:0:0:0:0:0:0:0:1"),
+ * which would never equal the configured "::1". Other kinds of SAN are no names of ours.
+ */
+function nameOfSanEntry(entry: string): string | undefined {
+  if (entry.startsWith('DNS:')) return entry.slice(4);
+  if (!entry.startsWith('IP Address:')) return undefined;
+  const address = entry.slice('IP Address:'.length);
+  return isIPv6(address) ? canonicalIpv6(address) : address;
 }
 
 /** Splits a PEM chain into its certificates, in order. */

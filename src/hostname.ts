@@ -4,6 +4,7 @@
  * overlong labels, raw unicode) is refused before it can touch anything.
  */
 import { AcmedError } from './errors.js';
+import { looksLikeIpAddress, parseIpAddress } from './ip-address.js';
 
 export class InvalidHostnameError extends AcmedError {
   override readonly code = 'INVALID_HOSTNAME';
@@ -24,8 +25,10 @@ function truncate(input: string): string {
 
 /**
  * Returns the canonical (lower-case, no trailing dot) form of a DNS host name,
- * or throws InvalidHostnameError. IDNs must arrive in A-label form ("xn--"):
+ * or of an IP address literal (ip-address.ts: RFC 5952 for IPv6), or throws
+ * InvalidHostnameError. IDNs must arrive in A-label form ("xn--"):
  * converting unicode here would let two spellings map to one certificate.
+ * An IP address is never a wildcard: "*.1.2.3.4" fails as a host name.
  */
 export function normalizeHostname(input: unknown, opts: { allowWildcard?: boolean } = {}): string {
   if (typeof input !== 'string') throw new InvalidHostnameError(String(input), 'not a string');
@@ -34,6 +37,12 @@ export function normalizeHostname(input: unknown, opts: { allowWildcard?: boolea
   // eslint-disable-next-line no-control-regex
   if (/[^\x21-\x7e]/.test(input)) {
     throw new InvalidHostnameError(input, 'contains non-ASCII or control characters (use the A-label "xn--" form for IDNs)');
+  }
+  if (input.startsWith('*.') && looksLikeIpAddress(input.slice(2))) throw new InvalidHostnameError(input, 'an IP address cannot be a wildcard');
+  if (looksLikeIpAddress(input)) {
+    const ip = parseIpAddress(input.toLowerCase());
+    if ('reason' in ip) throw new InvalidHostnameError(input, ip.reason);
+    return ip.address;
   }
   let name = input.toLowerCase();
   if (name.endsWith('.')) name = name.slice(0, -1);
@@ -46,7 +55,10 @@ export function normalizeHostname(input: unknown, opts: { allowWildcard?: boolea
     if (label.length > 63) throw new InvalidHostnameError(input, 'label longer than 63 characters');
     if (!LABEL.test(label)) throw new InvalidHostnameError(input, `label ${JSON.stringify(label)} is not a DNS label`);
   });
-  if (/^[0-9]+$/.test(labels[labels.length - 1])) throw new InvalidHostnameError(input, 'IP addresses are not host names');
+  // "0x7f.0.0.1", "1.2.3.0x4": numbers some resolvers read as an address; a real address is written in four decimal parts.
+  if (/^(?:0x[0-9a-f]*|[0-9]+)$/.test(labels[labels.length - 1])) {
+    throw new InvalidHostnameError(input, 'neither a host name (its last label is a number) nor an IPv4 address in four decimal parts');
+  }
   return name;
 }
 
@@ -65,6 +77,7 @@ export function isValidHostname(input: unknown): boolean {
  * a wildcard certificate follows.
  */
 export function matchesPattern(host: string, pattern: string): boolean {
+  // An IP address matches only itself: "*.0.0.1" is refused as a pattern, and never reaches here.
   if (!pattern.startsWith('*.')) return host === pattern;
   // Without slicing: this runs for every certificate on every pass.
   const headLength = host.length - (pattern.length - 1);

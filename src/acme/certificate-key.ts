@@ -14,6 +14,7 @@
  * hold as a KeyObject; ~0.2 ms.
  */
 import { createPrivateKey, createPublicKey, generateKeyPair, sign, type KeyObject } from 'node:crypto';
+import { isIpAddress } from '../ip-address.js';
 
 export interface CertificateKey {
   /** PKCS#8 PEM, as stored and handed to the terminator. */
@@ -46,17 +47,19 @@ export function certificateKeyFromPem(pem: string): CertificateKey {
 }
 
 /**
- * A DER PKCS#10 request (RFC 2986) for names: subject CN = the first name
- * when it fits the 64-character limit of RFC 5280 (CAs refuse a longer CN;
- * the names are in the SAN either way), and a subjectAltName extension
- * request with every name. The CA sets key usage and everything else itself.
+ * A DER PKCS#10 request (RFC 2986) for names: subject CN = the first host
+ * name when it fits the 64-character limit of RFC 5280 (CAs refuse a longer
+ * CN; the names are in the SAN either way), and a subjectAltName extension
+ * request with every name: a host name as a dNSName, an IP address as an
+ * iPAddress (RFC 8738 §3). An IP address is never the CN (CA/B Forum rules
+ * keep IPs out of it in text form, and Let's Encrypt leaves the CN out).
  */
 export async function createCsr(names: readonly string[], key: KeyObject): Promise<Buffer> {
   if (names.length === 0) throw new Error('a CSR needs at least one name');
   const { oid: signatureOid, hash } = signatureAlgorithm(key);
-  const commonName = names[0]!.length <= 64 ? names[0]! : undefined;
+  const commonName = names.find((name) => !isIpAddress(name) && name.length <= 64);
   const subject = seq(...(commonName ? [set(seq(OID_COMMON_NAME, tlv(0x0c, Buffer.from(commonName, 'utf8'))))] : []));
-  const san = seq(...names.map((name) => tlv(0x82, Buffer.from(name, 'ascii')))); // GeneralName dNSName [2] IA5String
+  const san = seq(...names.map(generalName));
   const extensions = seq(seq(OID_SUBJECT_ALT_NAME, tlv(0x04, san)));
   const attributes = tlv(0xa0, seq(OID_EXTENSION_REQUEST, set(extensions))); // [0] IMPLICIT SET OF Attribute
   const spki = createPublicKey(key).export({ type: 'spki', format: 'der' });
@@ -66,6 +69,25 @@ export async function createCsr(names: readonly string[], key: KeyObject): Promi
     ? sign(hash, info, key)
     : await new Promise<Buffer>((resolve, reject) => sign(hash, info, key, (err, sig) => (err ? reject(err) : resolve(sig))));
   return seq(info, signatureOid, tlv(0x03, Buffer.concat([Buffer.from([0]), signature])));
+}
+
+/** GeneralName (RFC 5280 §4.2.1.6): dNSName [2] IA5String, or iPAddress [7] OCTET STRING of 4 or 16 bytes. */
+function generalName(name: string): Buffer {
+  if (!isIpAddress(name)) return tlv(0x82, Buffer.from(name, 'ascii'));
+  return tlv(0x87, ipAddressBytes(name));
+}
+
+function ipAddressBytes(address: string): Buffer {
+  if (!address.includes(':')) return Buffer.from(address.split('.').map(Number));
+  // Expanded to eight groups by hand: Node has no inet_pton, and "::" stands for a run of zero groups.
+  const [head, tail] = address.split('::') as [string, string | undefined];
+  const groups = (part: string | undefined) => (part ? part.split(':').map((g) => parseInt(g, 16)) : []);
+  const before = groups(head);
+  const after = tail === undefined ? [] : groups(tail);
+  const all = tail === undefined ? before : [...before, ...new Array<number>(8 - before.length - after.length).fill(0), ...after];
+  const bytes = Buffer.alloc(16);
+  all.forEach((group, i) => bytes.writeUInt16BE(group, i * 2));
+  return bytes;
 }
 
 function signatureAlgorithm(key: KeyObject): { oid: Buffer; hash: string } {

@@ -35,6 +35,7 @@ import { pollUntil, type PollOptions } from './poll.js';
 import { runInOrderScope, type OrderScope } from './order-scope.js';
 import { isTransient } from './retry.js';
 import { Transport } from './transport.js';
+import { identifierOf, nameOfIdentifier } from './identifiers.js';
 import { asAction, type AcmeRequestSample } from './request-action.js';
 import { readCertificateInfo, splitPemChain } from '../certificate-info.js';
 import { ariCertId, parseRenewalInfo, type RenewalInfo } from '../renewal/ari.js';
@@ -339,7 +340,7 @@ export class AcmeEngine {
     privkey.catch(() => {}); // awaited later; avoid an unhandled rejection if the order fails first
     // `replaces` (RFC 9773) and `profile` are newer than acme-client 5.4's OrderCreateRequest type; it sends the object as given.
     const newOrder: OrderCreateRequest & { replaces?: string; profile?: string } = {
-      identifiers: request.names.map((value) => ({ type: 'dns', value })),
+      identifiers: request.names.map(identifierOf),
       ...(request.replaces ? { replaces: request.replaces } : {}),
       ...(request.profile ? { profile: request.profile } : {}),
     };
@@ -480,7 +481,7 @@ export class AcmeEngine {
     }
     const keyAuthorization = await this.client.getChallengeKeyAuthorization(challenge);
     const answer: ChallengeAnswer = {
-      identifier: authz.identifier.value, wildcard: authz.wildcard === true, token: challenge.token, keyAuthorization,
+      identifier: nameOfIdentifier(authz.identifier), wildcard: authz.wildcard === true, token: challenge.token, keyAuthorization,
     };
     // Listed before it goes out, so a half-done present (an update sent, its reply lost) is cleaned up too.
     published.push(answer);

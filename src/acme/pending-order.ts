@@ -4,6 +4,7 @@
  * next run resumes it instead of placing a new one, which spares the CA's
  * new-order rate limit and any validation already done.
  */
+import { nameOfIdentifier, type Identifier } from './identifiers.js';
 
 export interface PendingOrder {
   /** The order's URL at the CA. */
@@ -20,7 +21,7 @@ export interface PendingOrder {
 export interface OrderState {
   status: string;
   expires?: string;
-  identifiers?: { type: string; value: string }[];
+  identifiers?: Identifier[];
 }
 
 /** Why pending cannot serve this request, or undefined when it can. */
@@ -35,7 +36,7 @@ export function orderUnusable(order: OrderState, names: string[], now: number): 
   if (!['pending', 'ready', 'processing', 'valid'].includes(order.status)) return `the order is ${order.status}`;
   // A valid order's expiry does not matter: its certificate can still be downloaded.
   if (order.status !== 'valid' && order.expires && Date.parse(order.expires) <= now) return 'the order has expired';
-  if (order.identifiers && !sameNames(order.identifiers.map((i) => i.value), names)) return 'the order is for other names';
+  if (order.identifiers && !sameNames(order.identifiers.map(nameOfIdentifier), names)) return 'the order is for other names';
   return undefined;
 }
 

@@ -14,7 +14,7 @@
 import { certificateForHost, type ManagedCertificate } from '../config/managed.js';
 import type { Config } from '../config/schema.js';
 import type { OnDemandResult } from '../admin/metrics.js';
-import { normalizeHostname } from '../hostname.js';
+import { nameOfHostHeader } from './host-header.js';
 import type { Logger } from '../log.js';
 
 const HOUR_MS = 3_600_000;
@@ -97,8 +97,10 @@ export class OnDemand {
   private decide(config: Config, hostHeader: string): { result: OnDemandResult; name?: string; cert?: ManagedCertificate; slot?: number } {
     let cert: ManagedCertificate;
     try {
-      // "name:port" or a bare name; an IP literal or anything else invalid is refused here.
-      cert = certificateForHost(config, normalizeHostname(hostHeader.replace(/:\d{1,5}$/, '')));
+      // "name:port", "[v6]:port" or without the port; anything invalid is refused here.
+      const name = nameOfHostHeader(hostHeader);
+      if (name === undefined) return { result: 'not_allowed' };
+      cert = certificateForHost(config, name);
     } catch {
       return { result: 'not_allowed' };
     }

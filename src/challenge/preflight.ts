@@ -10,7 +10,8 @@
  *
  * The probe does not follow redirects (the CA does): a redirect on the
  * challenge path is reported, since acmed's own server never sends one. It
- * connects to the name's IPv4 address when it has one.
+ * connects to the name's IPv4 address when it has one, and to an IP
+ * address name itself (as the CA does: RFC 8738 §6), with it as the Host.
  */
 import { AcmedError } from '../errors.js';
 import { randomBytes } from 'node:crypto';
@@ -18,6 +19,7 @@ import { Resolver, lookup } from 'node:dns/promises';
 import http from 'node:http';
 import { isIP } from 'node:net';
 import type { ChallengePublisher } from './publisher.js';
+import { urlHostOf } from './host-header.js';
 
 const PREFIX = '/.well-known/acme-challenge/';
 /** Enough of an answer to compare with the probe and quote back. */
@@ -78,7 +80,7 @@ export async function probeHttpChallenge(host: string, opts: PreflightOptions): 
   const started = Date.now();
   const token = randomBytes(24).toString('base64url');
   const expected = `${token}.${randomBytes(16).toString('base64url')}`;
-  const url = `http://${host}${opts.port === 80 ? '' : `:${opts.port}`}${PREFIX}${token}`;
+  const url = `http://${urlHostOf(host)}${opts.port === 80 ? '' : `:${opts.port}`}${PREFIX}${token}`;
   const result = (reached: PreflightReached, detail: string, extra: Partial<PreflightResult> = {}): PreflightResult => ({
     ok: reached === 'acmed', host, url, reached, address: null, status: null, server: null, detail, ms: Date.now() - started, ...extra,
   });
@@ -117,6 +119,7 @@ export async function probeHttpChallenge(host: string, opts: PreflightOptions): 
 }
 
 async function resolve(host: string, server: string | null, timeoutMs: number): Promise<string> {
+  if (isIP(host)) return host;
   // IPv4 first, from the system resolver or the one given (Let's Encrypt tries IPv6 first: an AAAA record that points elsewhere is not caught).
   if (!server) {
     const found = await withTimeout(lookup(host, { all: true }), timeoutMs);
@@ -141,7 +144,7 @@ function fetchOnce(address: string, port: number, host: string, path: string, ti
   return new Promise((done, fail) => {
     const req = http.request({
       host: address, family: isIP(address), port, path, method: 'GET', agent: false, timeout: timeoutMs,
-      headers: { host: port === 80 ? host : `${host}:${port}`, 'user-agent': 'acmed-preflight', connection: 'close' },
+      headers: { host: port === 80 ? urlHostOf(host) : `${urlHostOf(host)}:${port}`, 'user-agent': 'acmed-preflight', connection: 'close' },
     }, (res) => {
       let body = '';
       res.setEncoding('latin1');

@@ -18,7 +18,7 @@
  */
 import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { isValidHostname } from '../hostname.js';
+import { nameOfHostHeader, urlHostOf } from './host-header.js';
 import type { Logger } from '../log.js';
 import type { ChallengeTokens } from './tokens.js';
 
@@ -353,16 +353,16 @@ function fastResponse(status: 200 | 404, body: string, head: boolean, close: boo
 }
 
 /**
- * https://<host><path> for a Host header that is a valid host name (its
- * port dropped: https is 443); undefined for anything else, which gets the
- * 404, so a forged Host never becomes a redirect to somewhere odd.
+ * https://<host><path> for a Host header that is a valid host name or IP
+ * address (its port dropped: https is 443); undefined for anything else,
+ * which gets the 404, so a forged Host never becomes a redirect to somewhere odd.
  */
 function httpsLocation(host: string | undefined, url: string): string | undefined {
-  const name = host?.replace(/:\d{1,5}$/, '').toLowerCase().replace(/\.$/, '');
-  if (!name || !isValidHostname(name)) return undefined;
+  const name = nameOfHostHeader(host);
+  if (!name) return undefined;
   // Only origin-form paths of visible ASCII; an absolute-form or odd target redirects to the root.
   const path = /^\/[\x21-\x7e]*$/.test(url) ? url : '/';
-  return `https://${name}${path}`;
+  return `https://${urlHostOf(name)}${path}`;
 }
 
 function parseListen(address: string): { host: string; port: number } | { fd: number } {

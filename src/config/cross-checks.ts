@@ -4,6 +4,8 @@
  * tested for what it is before it is used.
  */
 import type { z } from 'zod';
+import { normalizeHostname } from '../hostname.js';
+import { isIpAddress } from '../ip-address.js';
 import { storageName } from './storage-name.js';
 
 type Raw = Record<string, unknown>;
@@ -103,6 +105,31 @@ function adminChecks(admin: Raw, ctx: z.RefinementCtx): void {
 }
 
 /**
+ * An IP address is proved only by http-01 (RFC 8738 §7 rules out dns-01;
+ * tls-alpn-01 acmed does not answer), so it cannot share a certificate with
+ * a wildcard (dns-01 only) or stand in one that says `challenge: dns-01`.
+ * One challenge type per certificate: names that would need dns-01 beside
+ * an address go in a certificate of their own.
+ */
+function ipAddressChecks(names: string[], challenge: unknown, wildcardAt: number, issue: (at: number, message: string) => void): void {
+  const ipAt = names.findIndex((n) => isIpAddress(normalizedOrSelf(n)));
+  if (ipAt < 0) return;
+  if (challenge === 'dns-01') {
+    issue(ipAt, `${names[ipAt]} is an IP address: dns-01 cannot prove it (RFC 8738), only http-01; put it in a certificate without "challenge: dns-01"`);
+  } else if (wildcardAt >= 0) {
+    issue(ipAt, `${names[ipAt]} is an IP address, proved only by http-01, and ${names[wildcardAt]} only by dns-01: put them in separate certificates`);
+  }
+}
+
+function normalizedOrSelf(name: string): string {
+  try {
+    return normalizeHostname(name);
+  } catch {
+    return name;
+  }
+}
+
+/**
  * Every certificate's challenge must be one acmed can answer: a wildcard
  * name only by dns-01, and dns-01 only with a `dns` section. Problems point
  * at the name (or the `challenge` key) they are about. Two certificates
@@ -126,6 +153,7 @@ function challengeChecks(config: Raw, ctx: z.RefinementCtx): void {
     } else if (cert.challenge === 'dns-01' && !hasDns) {
       issue(['certificates', i, 'challenge'], dnsNeeded);
     }
+    ipAddressChecks(names, cert.challenge, wildcardAt, (at, message) => issue(['certificates', i, 'names', at], message));
     if (names.length === 0) return;
     const name = storageName(names[0]!);
     const other = storedAs.get(name);

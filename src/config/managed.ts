@@ -8,6 +8,7 @@ import type { ChallengeType } from '../challenge/solver.js';
 import { AcmedError } from '../errors.js';
 import { storageName, type Config } from './schema.js';
 import { matchesPattern, normalizeHostname } from '../hostname.js';
+import { isIpAddress } from '../ip-address.js';
 
 export class HostNotAllowedError extends AcmedError {
   override readonly code = 'HOST_NOT_ALLOWED';
@@ -31,10 +32,15 @@ export function configuredCertificates(config: Config): ManagedCertificate[] {
   return config.certificates.map((c) => ({ name: storageName(c.names[0]), names: c.names, challenge: challengeOf(config, c) }));
 }
 
-/** A certificate's challenge: its own, else dns-01 for one with a wildcard name, else the global default. */
+/**
+ * A certificate's challenge: its own, else dns-01 for one with a wildcard
+ * name, else http-01 for one with an IP address (RFC 8738 §7: no dns-01 for
+ * an address), else the global default.
+ */
 function challengeOf(config: Config, cert: Config['certificates'][number]): ChallengeType {
   if (cert.challenge) return cert.challenge;
   if (cert.names.some((n) => n.startsWith('*.'))) return 'dns-01';
+  if (cert.names.some(isIpAddress)) return 'http-01';
   return config.challenge.type;
 }
 
@@ -56,7 +62,10 @@ export function certificateForHost(config: Config, rawHost: string): ManagedCert
   const configured = configuredCertificates(config).find((c) => c.names.includes(host))
     ?? configuredCertificates(config).find((c) => c.name === host);
   if (configured) return configured;
-  if (config.domains.some((pattern) => matchesPattern(host, pattern))) return { name: host, names: [host] };
+  if (config.domains.some((pattern) => matchesPattern(host, pattern))) {
+    // An address allowed by `domains` is validated by http-01 whatever challenge.type says.
+    return isIpAddress(host) ? { name: host, names: [host], challenge: 'http-01' } : { name: host, names: [host] };
+  }
   throw new HostNotAllowedError(host);
 }
 
@@ -85,6 +94,7 @@ const CANONICAL = /^[a-z0-9.-]+$/;
  * 50 MB a pass.
  */
 export function isManagedName(config: Config, name: string): boolean {
+  // An IPv6 address takes the full path: it is no hot case.
   if (!CANONICAL.test(name)) return managedCertificateNamed(config, name) !== undefined;
   const configured = configuredHosts(config).get(name);
   if (configured) return configured.name === name;

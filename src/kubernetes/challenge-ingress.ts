@@ -7,6 +7,7 @@
  */
 import { type KubeConfig, NetworkingV1Api, type V1Ingress } from '@kubernetes/client-node';
 import { isDeepStrictEqual } from 'node:util';
+import { isIpAddress } from '../ip-address.js';
 import { describeApiError, statusOf } from './client.js';
 import { KubernetesApiError, MANAGED_BY, MANAGED_BY_LABEL } from './ingress-secrets.js';
 
@@ -28,9 +29,15 @@ export class ChallengeIngress {
     this.api = opts.kc.makeApiClient(NetworkingV1Api);
   }
 
-  /** Makes the Ingress route exactly `hosts` (in one order: the same set writes nothing). Calls run one at a time. */
+  /**
+   * Makes the Ingress route exactly `hosts` (in one order: the same set
+   * writes nothing). Calls run one at a time. IP addresses are left out:
+   * Kubernetes refuses an address as a rule's host, and one such rule would
+   * fail the whole Ingress; the CA's request for an address reaches acmed
+   * only where port 80 of that address is routed to it (README "IP address certificates").
+   */
   ensure(hosts: Iterable<string>): Promise<void> {
-    const wanted = [...new Set(hosts)].sort();
+    const wanted = [...new Set(hosts)].filter((host) => !isIpAddress(host)).sort();
     const run = this.queue.then(() => this.apply(wanted));
     this.queue = run.catch(() => {});
     return run;

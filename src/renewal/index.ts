@@ -12,6 +12,7 @@ import { EventEmitter } from 'node:events';
 import { readCertificateInfo, serialOfPem } from '../certificate-info.js';
 import type { Logger } from '../log.js';
 import { keys } from '../storage/keys.js';
+import { nameOfSegment } from '../storage/name-segment.js';
 import type { CertificateBundle, Storage } from '../storage/storage.js';
 import { parseBackoffRecord } from './backoff.js';
 import { eachLimited } from './each-limited.js';
@@ -65,9 +66,9 @@ export class CertificateIndex extends EventEmitter<{ change: [IndexRecord]; remo
   async load(): Promise<{ records: number }> {
     const { storage } = this.opts;
     const accept = (key: string, raw: string | null) => {
-      const name = key.slice(keys.indexPrefix.length);
+      const name = nameAfter(key, keys.indexPrefix);
       const record = raw === null ? null : parseIndexRecord(raw);
-      if (record && record.name === name && !this.dirty.has(name)) this.records.set(name, record);
+      if (record && name !== null && record.name === name && !this.dirty.has(name)) this.records.set(name, record);
     };
     if (storage.scan) {
       await storage.scan(keys.indexPrefix, (batch) => batch.forEach(([key, raw]) => accept(key, raw)));
@@ -238,9 +239,9 @@ export class CertificateIndex extends EventEmitter<{ change: [IndexRecord]; remo
   private async foldLegacy(): Promise<void> {
     const { storage } = this.opts;
     const legacy = [
-      ...(await storage.list(keys.backoffPrefix)).map((k) => ({ key: k, name: k.slice(keys.backoffPrefix.length), kind: 'backoff' as const })),
-      ...(await storage.list(keys.ariPrefix)).map((k) => ({ key: k, name: k.slice(keys.ariPrefix.length).replace(/\.json$/, ''), kind: 'ari' as const })),
-    ];
+      ...(await storage.list(keys.backoffPrefix)).map((k) => ({ key: k, name: nameAfter(k, keys.backoffPrefix), kind: 'backoff' as const })),
+      ...(await storage.list(keys.ariPrefix)).map((k) => ({ key: k, name: nameAfter(k.replace(/\.json$/, ''), keys.ariPrefix), kind: 'ari' as const })),
+    ].filter((entry): entry is typeof entry & { name: string } => entry.name !== null);
     await eachLimited(legacy, IO_WIDTH, async ({ key, name, kind }) => {
       const raw = await storage.get(key);
       let value: unknown = null;
@@ -254,5 +255,14 @@ export class CertificateIndex extends EventEmitter<{ change: [IndexRecord]; remo
       else await this.put({ ...current, ari: current.ari ?? (value as AriRecord | null) });
       await storage.delete(key);
     });
+  }
+}
+
+/** The certificate name a per-name key stands for (keys.ts), or null for a key no name maps to. */
+function nameAfter(key: string, prefix: string): string | null {
+  try {
+    return nameOfSegment(key.slice(prefix.length));
+  } catch {
+    return null;
   }
 }

@@ -16,7 +16,7 @@
 import { hostname } from 'node:os';
 import Consul from 'consul';
 import type { Config } from '../config/schema.js';
-import { normalizeHostname } from '../hostname.js';
+import { nameSegment, namesOfSegments } from './name-segment.js';
 import { fromFields, pemEntries, RSA_PEM_FIELDS } from './certificate-fields.js';
 import { ConsulSession } from './consul-session.js';
 import { StorageError } from './errors.js';
@@ -63,7 +63,7 @@ export function createConsulStorage(opts: ConsulStorageOptions): Storage {
     assertValidKey(key);
     return stateBase + key;
   };
-  const certDir = (name: string) => `${certBase}${normalizeHostname(name)}/`;
+  const certDir = (name: string) => `${certBase}${nameSegment(name)}/`;
 
   const readEntry = (k: string, op: string) => call(op, async () => ((await consul.kv.get({ key: k })) as Entry | undefined) ?? null);
   const expired = (entry: Entry) => entry.Flags !== 0 && entry.Flags <= Date.now();
@@ -202,7 +202,7 @@ export function createConsulStorage(opts: ConsulStorageOptions): Storage {
           throw err;
         }
       });
-      return keys.filter((k) => k.endsWith('/')).map((k) => k.slice(certBase.length, -1));
+      return namesOfSegments(keys.filter((k) => k.endsWith('/')).map((k) => k.slice(certBase.length, -1)));
     },
 
     async close() {

@@ -20,7 +20,7 @@ import { readFileSync } from 'node:fs';
 import { circuitBreaker, ConsecutiveBreaker, handleWhen, retry } from 'cockatiel';
 import { Etcd3, isRecoverableError, type IKeyValue, type IOptions, type IRequestOp } from 'etcd3';
 import type { Config } from '../config/schema.js';
-import { normalizeHostname } from '../hostname.js';
+import { nameSegment, namesOfSegments } from './name-segment.js';
 import { fromFields, pemEntries, RSA_PEM_FIELDS } from './certificate-fields.js';
 import { StorageError } from './errors.js';
 import { assertValidKey } from './keys.js';
@@ -74,7 +74,7 @@ export function createEtcdStorage(opts: EtcdStorageOptions): Storage {
     assertValidKey(key);
     return Buffer.from(statePrefix + key);
   };
-  const certDir = (name: string) => `${certPrefix}${normalizeHostname(name)}/`;
+  const certDir = (name: string) => `${certPrefix}${nameSegment(name)}/`;
   const live = (kv: IKeyValue | undefined, now = Date.now()) => {
     if (!kv) return null;
     const decoded = decode(kv);
@@ -240,7 +240,7 @@ export function createEtcdStorage(opts: EtcdStorageOptions): Storage {
       await pages(certPrefix, 'listCertificates', true, (kvs) => {
         for (const kv of kvs) names.add(kv.key.toString().slice(certPrefix.length).split('/')[0]);
       });
-      return [...names];
+      return namesOfSegments(names);
     },
 
     async close() {

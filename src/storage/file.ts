@@ -15,7 +15,7 @@ import { readdirSync, readFileSync, type Dirent } from 'node:fs';
 import { lstat, readdir, readFile, readlink, realpath, rename, rm, stat, statfs, symlink } from 'node:fs/promises';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { dirname, join, resolve } from 'node:path';
-import { normalizeHostname } from '../hostname.js';
+import { nameSegment, namesOfSegments } from './name-segment.js';
 import { ensureDir, fsyncDir, tempPathFor, writeFileAtomic, writeNewFile } from './atomic-write.js';
 import { fromFields, pemEntries, RSA_PEM_FIELDS } from './certificate-fields.js';
 import { assertValidKey } from './keys.js';
@@ -221,7 +221,7 @@ export function createFileStorage(opts: FileStorageOptions): Storage {
     },
 
     async putCertificate(bundle) {
-      const name = normalizeHostname(bundle.name);
+      const name = nameSegment(bundle.name);
       const version = `${new Date(now()).toISOString().replace(/[-:.]/g, '')}-${randomBytes(3).toString('hex')}`;
       const archiveDir = join(root, 'archive', name);
       const versionDir = join(archiveDir, version);
@@ -260,7 +260,7 @@ export function createFileStorage(opts: FileStorageOptions): Storage {
 
     async deleteCertificate(name) {
       // Only the live link goes: the archive keeps the files for the record.
-      const livePath = join(root, 'live', normalizeHostname(name));
+      const livePath = join(root, 'live', nameSegment(name));
       try {
         const entry = await lstat(livePath);
         await rm(livePath, { recursive: entry.isDirectory(), force: true });
@@ -270,7 +270,7 @@ export function createFileStorage(opts: FileStorageOptions): Storage {
     },
 
     async getCertificate(name) {
-      const live = join(root, 'live', normalizeHostname(name));
+      const live = join(root, 'live', nameSegment(name));
       try {
         // Resolve live/<name> once, so all files come from one version
         // even if putCertificate swaps the link meanwhile; if that version is
@@ -293,7 +293,7 @@ export function createFileStorage(opts: FileStorageOptions): Storage {
 
     async getCertificatePem(name) {
       try {
-        return await readFile(join(root, 'live', normalizeHostname(name), 'cert.pem'), 'utf8');
+        return await readFile(join(root, 'live', nameSegment(name), 'cert.pem'), 'utf8');
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
         throw err;
@@ -301,12 +301,12 @@ export function createFileStorage(opts: FileStorageOptions): Storage {
     },
 
     location(name) {
-      return `${join(root, 'live', normalizeHostname(name))}/`;
+      return `${join(root, 'live', nameSegment(name))}/`;
     },
 
     async listCertificates() {
       try {
-        return (await readdir(join(root, 'live'))).filter((entry) => !entry.startsWith('.'));
+        return namesOfSegments((await readdir(join(root, 'live'))).filter((entry) => !entry.startsWith('.')));
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
         throw err;

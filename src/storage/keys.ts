@@ -3,7 +3,7 @@
  * be steered outside its namespace (or its directory) by a crafted name.
  */
 import { createHash } from 'node:crypto';
-import { normalizeHostname } from '../hostname.js';
+import { nameSegment } from './name-segment.js';
 
 // A segment may start with "-": ACME challenge tokens are base64url and one in
 // 64 starts with it. A leading "." (".", "..", hidden files) stays refused.
@@ -60,20 +60,20 @@ export const keys = {
   zeroSslEab: 'account/zerossl-eab.json',
   lockPrefix: 'locks/',
   accountLock: legacyAccountKeys.lock,
-  lock: (name: string) => `locks/${normalizeHostname(name)}`,
+  lock: (name: string) => `locks/${nameSegment(name)}`,
   challengePrefix: 'challenges/',
   challenge: (token: string) => `challenges/${token}`,
   /** Legacy per-host backoff records; folded into the index record on load. */
   backoffPrefix: 'backoff/',
-  backoff: (name: string) => `backoff/${normalizeHostname(name)}`,
+  backoff: (name: string) => `backoff/${nameSegment(name)}`,
   /** Legacy per-host ARI cache; folded into the index record on load. */
   ariPrefix: 'ari/',
-  ari: (name: string) => `ari/${normalizeHostname(name)}.json`,
+  ari: (name: string) => `ari/${nameSegment(name)}.json`,
   indexPrefix: 'index/',
-  index: (name: string) => `index/${normalizeHostname(name)}`,
+  index: (name: string) => `index/${nameSegment(name)}`,
   /** dns-01 TXT records placed and not yet removed, so a crashed run's are removed at the next start. */
   dnsRecordPrefix: 'dns-records/',
   dnsRecord: (id: string) => `dns-records/${id}`,
   /** The private key of an order placed and not finished yet, to resume it after a crash. */
-  order: (name: string) => `orders/${normalizeHostname(name)}`,
+  order: (name: string) => `orders/${nameSegment(name)}`,
 };

@@ -25,6 +25,7 @@ import type { Config } from '../config/schema.js';
 import { describeApiError, loadKubeConfig, ownNamespace, statusOf } from '../kubernetes/client.js';
 import { bundleFromSecret, storedCertificateSecret } from '../kubernetes/tls-secret.js';
 import { normalizeHostname } from '../hostname.js';
+import { nameSegment } from './name-segment.js';
 import { StorageError } from './errors.js';
 import { assertValidKey } from './keys.js';
 import { assertValidPrefix } from './list-prefix.js';
@@ -157,11 +158,11 @@ export function createKubernetesStorage(opts: KubernetesStorageOptions): Storage
     return found.filter(live).filter((e) => e.key.startsWith(prefixOfKeys));
   };
 
-  /** Readable where the host name is a valid object name (it is, but for a wildcard's "*"). */
+  /** Readable where the name's segment is a valid object name (it is, but for a wildcard's "*" and an IPv6 address's "_"). */
   const certName = (name: string) => {
-    const host = normalizeHostname(name);
-    const readable = `${prefix}-cert.${host}`;
-    return readable.length <= 253 && !host.includes('*') ? readable : objectName('cert', host);
+    const segment = nameSegment(name);
+    const readable = `${prefix}-cert.${segment}`;
+    return readable.length <= 253 && /^[a-z0-9.-]+$/.test(segment) ? readable : objectName('cert', segment);
   };
 
   return {

@@ -2,7 +2,7 @@
  * Memory storage: volatile, one process only (Kong's "shm"). Useful for tests
  * and throwaway runs; everything is gone on restart, the account included.
  */
-import { normalizeHostname } from '../hostname.js';
+import { nameSegment, namesOfSegments } from './name-segment.js';
 import { assertValidKey } from './keys.js';
 import type { CertificateBundle, Storage } from './storage.js';
 
@@ -58,20 +58,20 @@ export function createMemoryStorage(opts: { now?: () => number } = {}): Storage 
       onBatch([...values.keys()].filter((key) => key.startsWith(prefix) && live(key)).map((key) => [key, values.get(key)!.value]));
     },
     async putCertificate(bundle) {
-      certificates.set(normalizeHostname(bundle.name), structuredClone(bundle));
+      certificates.set(nameSegment(bundle.name), structuredClone(bundle));
     },
     async deleteCertificate(name) {
-      certificates.delete(normalizeHostname(name));
+      certificates.delete(nameSegment(name));
     },
     async getCertificate(name) {
-      const bundle = certificates.get(normalizeHostname(name));
+      const bundle = certificates.get(nameSegment(name));
       return bundle ? structuredClone(bundle) : null;
     },
     location(name) {
-      return `memory:${normalizeHostname(name)}`;
+      return `memory:${nameSegment(name)}`;
     },
     async listCertificates() {
-      return [...certificates.keys()];
+      return namesOfSegments(certificates.keys());
     },
     async close() {},
   };

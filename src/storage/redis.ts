@@ -26,7 +26,7 @@
  */
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
 import type { Config } from '../config/schema.js';
-import { normalizeHostname } from '../hostname.js';
+import { nameSegment, namesOfSegments } from './name-segment.js';
 import { fromFields, toFields } from './certificate-fields.js';
 import { StorageError, StorageTimeoutError } from './errors.js';
 import { assertValidKey } from './keys.js';
@@ -94,7 +94,7 @@ export function createRedisStorage(opts: RedisStorageOptions): Storage {
     assertValidKey(key);
     return statePrefix + key;
   };
-  const certKey = (name: string) => certPrefix + normalizeHostname(name);
+  const certKey = (name: string) => certPrefix + nameSegment(name);
 
   /** The servers that hold keys: every master of a cluster, else the one client. */
   const holders = async (): Promise<Redis[]> => {
@@ -230,7 +230,7 @@ export function createRedisStorage(opts: RedisStorageOptions): Storage {
 
     async listCertificates() {
       const keys = await scan(`${escapeGlob(certPrefix)}*`);
-      return keys.map((k) => k.slice(certPrefix.length));
+      return namesOfSegments(keys.map((k) => k.slice(certPrefix.length)));
     },
 
     async close() {

@@ -11,6 +11,7 @@
 import { chmod, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { normalizeHostname } from '../hostname.js';
+import { nameSegment } from './name-segment.js';
 import type { Logger } from '../log.js';
 import { ensureDir, writeFileAtomic } from './atomic-write.js';
 import type { CertificateBundle } from './storage.js';
@@ -164,7 +165,7 @@ export class CertificateSpool {
       if (bundle) this.log.error({ name }, 'a certificate with an invalid name is held in memory only');
       return;
     }
-    const path = join(this.dir, `${name}.json`);
+    const path = join(this.dir, `${nameSegment(name)}.json`);
     try {
       if (bundle) await writeFileAtomic(path, JSON.stringify(bundle), 0o600);
       else await rm(path, { force: true });

@@ -20,7 +20,7 @@ import { Agent as HttpAgent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import NodeVault from 'node-vault';
 import type { Config } from '../config/schema.js';
-import { normalizeHostname } from '../hostname.js';
+import { nameSegment, namesOfSegments } from './name-segment.js';
 import { fromFields, toFields } from './certificate-fields.js';
 import { StorageError } from './errors.js';
 import { assertValidKey } from './keys.js';
@@ -114,7 +114,7 @@ export function createVaultStorage(opts: VaultStorageOptions): Storage {
     assertValidKey(key);
     return `state/${key}`;
   };
-  const certPath = (name: string) => `certs/${normalizeHostname(name)}`;
+  const certPath = (name: string) => `certs/${nameSegment(name)}`;
   const live = (secret: Secret | null): secret is Secret & { data: Record<string, unknown> } =>
     !!secret?.data && (typeof secret.data.expires_at !== 'number' || secret.data.expires_at > Date.now());
   const stateFields = (value: string, ttlMs?: number) => (ttlMs ? { value, expires_at: Date.now() + ttlMs } : { value });
@@ -220,7 +220,7 @@ export function createVaultStorage(opts: VaultStorageOptions): Storage {
 
     async listCertificates() {
       const entries = await call('listCertificates', () => listFolder('certs/'));
-      return entries.filter((entry) => !entry.endsWith('/'));
+      return namesOfSegments(entries.filter((entry) => !entry.endsWith('/')));
     },
 
     async close() {

@@ -119,6 +119,26 @@ describe('answers published tokens', () => {
     assert.equal(reply.headers['cache-control'], 'no-store');
   });
 
+  test('a Host that is an IP address (RFC 8738 §6: "v4", "v4:port", "[v6]:port") finds the token, on the fast path and on Node\'s', async () => {
+    for (const host of ['127.0.0.1', `127.0.0.1:${address.split(':')[1]}`, '[::1]', '[::1]:80', '[2001:db8::1]:5002']) {
+      // Whole request in one write: the fast path; split in two writes: Node's parser.
+      const whole = await raw(address, `GET ${PREFIX}${token} HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`);
+      assert.match(whole.data, /^HTTP\/1\.1 200 /, host);
+      assert.ok(whole.data.endsWith(keyAuthorization), host);
+      const reply = await new Promise<string>((resolve, reject) => {
+        const socket = net.connect(Number(address.split(':')[1]), '127.0.0.1');
+        let data = '';
+        socket.on('data', (d) => { data += d.toString('latin1'); });
+        socket.on('end', () => resolve(data));
+        socket.on('error', reject);
+        socket.write(`GET ${PREFIX}${token} HTTP/1.1\r\n`);
+        setTimeout(() => socket.end(`Host: ${host}\r\nConnection: close\r\n\r\n`), 20);
+      });
+      assert.match(reply, /^HTTP\/1\.1 200 /, host);
+      assert.ok(reply.endsWith(keyAuthorization), host);
+    }
+  });
+
   test('HEAD returns 200 and the headers, without a body', async () => {
     const reply = await request(address, 'HEAD', `${PREFIX}${token}`);
     assert.equal(reply.status, 200);

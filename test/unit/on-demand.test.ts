@@ -16,8 +16,8 @@ import { createLogger } from '../../src/log.js';
 const log = createLogger('silent');
 const HOUR = 3_600_000;
 
-async function setUp(t: { after: (fn: () => unknown) => void }, yaml: string, standing: (name: string) => HostStanding = () => 'none') {
-  const config = parseConfig(`account_email: ops@example.com\ntos_accepted: true\ndomains: ["*.example.com"]\ncertificates: [{names: [www.example.org]}]\n${yaml}`);
+async function setUp(t: { after: (fn: () => unknown) => void }, yaml: string, standing: (name: string) => HostStanding = () => 'none', domains = '["*.example.com"]') {
+  const config = parseConfig(`account_email: ops@example.com\ntos_accepted: true\ndomains: ${domains}\ncertificates: [{names: [www.example.org]}]\n${yaml}`);
   let now = Date.parse('2026-06-01T00:00:00Z');
   const submitted: ManagedCertificate[] = [];
   const counts = new Map<OnDemandResult, number>();
@@ -70,6 +70,18 @@ test('a host matching domains with no certificate is queued once; the request is
   assert.deepEqual(redirecting.submitted.map((c) => c.name), ['b.example.com']);
 });
 
+test('an IP address Host ("[v6]:port", "v4:port") listed in domains is queued under its canonical spelling with http-01; others are not', async (t) => {
+  const { request, submitted, counts } = await setUp(t, 'on_demand: {enabled: true}\nchallenge: {redirect_https: true}\n', () => 'none', '["*.example.com", "192.0.2.10", "2001:db8::10"]');
+  assert.deepEqual(await request('[2001:DB8:0::10]:80'), { status: 301, location: 'https://[2001:db8::10]/' });
+  assert.deepEqual(await request('192.0.2.10:8080'), { status: 301, location: 'https://192.0.2.10/' });
+  for (const host of ['192.0.2.11', '[2001:db8::11]', '2001:db8::10', '[::ffff:192.0.2.10]', '0300.0.2.10']) await request(host);
+  assert.deepEqual(submitted, [
+    { name: '2001:db8::10', names: ['2001:db8::10'], challenge: 'http-01' },
+    { name: '192.0.2.10', names: ['192.0.2.10'], challenge: 'http-01' },
+  ]);
+  assert.equal(counts.get('not_allowed'), 5);
+});
+
 test('the http-01 path is untouched: a challenge request is answered and never looked at by on-demand', async (t) => {
   const { request, submitted, counts } = await setUp(t, 'on_demand: {enabled: true}\nchallenge: {redirect_https: true}\n');
   assert.equal((await request('c.example.com', '/.well-known/acme-challenge/token-token-token-1')).status, 200);
@@ -84,7 +96,8 @@ test('hosts outside domains, configured ones, invalid and hostile Host headers n
     `${'a'.repeat(64)}.example.com`, `${'abcdefgh.'.repeat(30)}example.com`, '%2e%2e.example.com', 'xn--bcher-kva.example.com\\', '-a.example.com', ''];
   for (const host of hostile) {
     const answer = await request(host);
-    assert.ok(answer.status === 404 || answer.status === 400 || (answer.status === 301 && answer.location === `https://${host}/`), `${host}: ${JSON.stringify(answer)}`);
+    // A redirect goes to the same host on https's port: "[::1]:80" → https://[::1]/.
+    assert.ok(answer.status === 404 || answer.status === 400 || (answer.status === 301 && answer.location === `https://${host.replace(/:80$/, '')}/`), `${host}: ${JSON.stringify(answer)}`);
   }
   assert.equal((await request(undefined)).status, 400, 'no Host: Node refuses it');
   assert.equal((await request('www.example.org')).status, 301, 'configured: the scheduler keeps it');

@@ -11,6 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { createLogger } from '../../src/log.js';
 import { withHealth } from '../../src/storage/health.js';
 import { type HeldLock, LockLostError, releaseStaleOwnLocks, withLock } from '../../src/storage/lock.js';
+import { keys } from '../../src/storage/keys.js';
 import type { CertificateBundle } from '../../src/storage/storage.js';
 import { makeCertificate } from './storage-contract-cert.js';
 import type { BackendFixture } from './storage-contract-fixtures.js';
@@ -225,6 +226,33 @@ export function contractCases(fx: () => BackendFixture): void {
     assert.equal(after!.rsa, undefined);
     await a.putCertificate(dual);
     assert.deepEqual(await b.getCertificate('shop.example.com'), dual);
+  });
+
+  it('IP address certificates: an IPv6 name is kept under its segment (":" as "_") and listed back as the address', async () => {
+    const [a, b] = await two();
+    const dir = await mkdtemp(join(tmpdir(), 'acmed-contract-ip-'));
+    let v4: CertificateBundle;
+    let v6: CertificateBundle;
+    try {
+      v4 = await makeCertificate(dir, ['192.0.2.1'], 'v4');
+      v6 = await makeCertificate(dir, ['2001:db8::1', 'a.example.com'], 'v6');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+    assert.deepEqual(v6.names, ['2001:db8::1', 'a.example.com']);
+    await a.putCertificate(v4);
+    await a.putCertificate(v6);
+    assert.deepEqual(sorted(await b.listCertificates()), ['192.0.2.1', '2001:db8::1']);
+    assert.deepEqual(await b.getCertificate('2001:DB8:0::1'), v6);
+    assert.deepEqual(await b.getCertificate('192.0.2.1'), v4);
+    assert.equal(await b.getCertificate('::1'), null);
+    assert.ok(!a.location('2001:db8::1').includes('2001:db8::1'), a.location('2001:db8::1'));
+    // acmed's per-name state keys for an address are valid keys in every backend.
+    await a.set(keys.index('2001:db8::1'), 'record');
+    assert.deepEqual(await b.list('index/'), ['index/2001_db8__1']);
+    assert.equal(await b.add(keys.lock('2001:db8::1'), 'owner', 10_000), true);
+    await a.deleteCertificate('2001:db8::1');
+    assert.deepEqual(await b.listCertificates(), ['192.0.2.1']);
   });
 
   it('withLock: mutual exclusion across two instances on one store', async () => {

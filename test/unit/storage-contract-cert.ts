@@ -1,10 +1,11 @@
 // A real certificate for the storage contract tests: a throwaway CA and a leaf
-// for the given names, made with openssl, returned as the CertificateBundle
+// for the given names (IP addresses as iPAddress SANs), made with openssl, returned as the CertificateBundle
 // the issuer would hand to putCertificate.
 
 import { execFile } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { isIP } from 'node:net';
 import { promisify } from 'node:util';
 import { readCertificateInfo } from '../../src/certificate-info.js';
 import type { CertificateBundle } from '../../src/storage/storage.js';
@@ -18,7 +19,7 @@ export async function makeCertificate(dir: string, names: string[], tag = 'leaf'
   const csrPath = join(dir, `${tag}.csr`);
   const certPath = join(dir, `${tag}.pem`);
   const extPath = join(dir, `${tag}.ext`);
-  await writeFile(extPath, `subjectAltName=${names.map((n) => `DNS:${n}`).join(',')}\nextendedKeyUsage=serverAuth\n`);
+  await writeFile(extPath, `subjectAltName=${names.map((n) => `${isIP(n) ? 'IP' : 'DNS'}:${n}`).join(',')}\nextendedKeyUsage=serverAuth\n`);
   const newKey = keyType === 'rsa' ? ['-newkey', 'rsa:2048'] : ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256'];
   await run('openssl', ['req', '-new', ...newKey, '-nodes',
     '-keyout', keyPath, '-out', csrPath, '-subj', `/CN=${names[0]}`]);
