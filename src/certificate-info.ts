@@ -13,7 +13,24 @@ export interface CertificateInfo {
   keyType?: 'ecc' | 'rsa';
 }
 
-const KEY_TYPES: Record<string, 'ecc' | 'rsa' | undefined> = { ec: 'ecc', rsa: 'rsa' };
+/**
+ * The DER of the two algorithm identifiers a certified key of ours can
+ * have (id-ecPublicKey 1.2.840.10045.2.1, rsaEncryption
+ * 1.2.840.113549.1.1.1). Within a certificate they occur only in its
+ * SubjectPublicKeyInfo: the signature algorithms are other OIDs
+ * (ecdsa-with-SHA256 …4.3.2, sha256WithRSAEncryption …1.1.11). Found in the
+ * DER rather than through `publicKey`, whose KeyObject holds native memory
+ * V8 does not see: reading 100,000 certificates at start that way grew the
+ * daemon by tens of MB until a full collection.
+ */
+const EC_PUBLIC_KEY = Buffer.from('06072a8648ce3d0201', 'hex');
+const RSA_ENCRYPTION = Buffer.from('06092a864886f70d010101', 'hex');
+
+function keyTypeOf(der: Buffer): 'ecc' | 'rsa' | undefined {
+  if (der.includes(EC_PUBLIC_KEY)) return 'ecc';
+  if (der.includes(RSA_ENCRYPTION)) return 'rsa';
+  return undefined;
+}
 
 export function readCertificateInfo(pem: string): CertificateInfo {
   const cert = new X509Certificate(pem);
@@ -27,7 +44,7 @@ export function readCertificateInfo(pem: string): CertificateInfo {
     notAfter: new Date(cert.validTo),
     serialHex: cert.serialNumber.toLowerCase(),
     issuer: cert.issuer,
-    keyType: KEY_TYPES[cert.publicKey.asymmetricKeyType ?? ''],
+    keyType: keyTypeOf(cert.raw),
   };
 }
 

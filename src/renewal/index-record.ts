@@ -62,6 +62,22 @@ export interface IndexRecord {
 export type RenewalPolicy = { renewThresholdDays: number | null };
 
 /** A record for a certificate that is not stored yet. */
+type KeyType = 'ecc' | 'rsa';
+
+/**
+ * The few key-type lists a record can hold, shared: 100,000 records then
+ * point at one of four arrays instead of holding one each.
+ */
+const KEY_TYPE_LISTS: Record<string, readonly KeyType[]> = {
+  '': Object.freeze([]), ecc: Object.freeze(['ecc']), rsa: Object.freeze(['rsa']), 'ecc,rsa': Object.freeze(['ecc', 'rsa']),
+};
+
+/** The shared list for these key types, primary first (unknown types left out). */
+function keyTypeList(...types: (KeyType | undefined)[]): KeyType[] {
+  const key = types.filter((t) => t !== undefined).join(',');
+  return (KEY_TYPE_LISTS[key] ?? [...new Set(types.filter((t) => t !== undefined))]) as KeyType[];
+}
+
 export function missingRecord(name: string, names: string[], now: Date): IndexRecord {
   return {
     name, names, notBefore: null, notAfter: null, serial: null, issuer: null,
@@ -86,7 +102,7 @@ export function recordFromCertificate(
     notAfter: first.notAfter.toISOString(),
     serial: info.serialHex,
     issuer: info.issuer,
-    keyTypes: [info, ...(rsa ? [rsa] : [])].flatMap((i) => (i.keyType ? [i.keyType] : [])),
+    keyTypes: keyTypeList(info.keyType, rsa?.keyType),
     rsaNotAfter: rsa ? rsa.notAfter.toISOString() : null,
     renewAt: null,
     renewReason: 'lifetime-fraction',
@@ -159,7 +175,7 @@ export function parseIndexRecord(raw: string): IndexRecord | null {
     name: v.name,
     names: v.names as string[],
     ...(fields as Pick<IndexRecord, 'notBefore' | 'notAfter' | 'renewAt' | 'serial' | 'issuer'>),
-    ...(Array.isArray(v.keyTypes) ? { keyTypes: v.keyTypes.filter((t): t is 'ecc' | 'rsa' => t === 'ecc' || t === 'rsa') } : {}),
+    ...(Array.isArray(v.keyTypes) ? { keyTypes: keyTypeList(...v.keyTypes.filter((t): t is KeyType => t === 'ecc' || t === 'rsa')) } : {}),
     ...(typeof v.rsaNotAfter === 'string' && !Number.isNaN(Date.parse(v.rsaNotAfter)) ? { rsaNotAfter: v.rsaNotAfter } : {}),
     renewReason: (typeof v.renewReason === 'string' ? v.renewReason : 'missing') as IndexRecord['renewReason'],
     ari,
