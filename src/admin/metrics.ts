@@ -258,7 +258,15 @@ const PER_CERTIFICATE: { name: string; help: string; lines: (records: IndexRecor
     lines: (records) => timestampLines('acmed_backoff_until_timestamp_seconds', records, (r) => r.backoff?.until ?? null),
   },
 ];
-const CHUNK_RECORDS = 5_000;
+/**
+ * Records per written piece: 500 keep each piece (~100 KB for the three
+ * ready_status lines per record) under V8's large-object size (128 KB), so
+ * it dies young instead of waiting in the old heap for a full collection,
+ * as the list's pieces do (admin/api.ts). 5,000 left ~1 MB strings behind
+ * every scrape, and the daemon's RSS after a scrape at 100,000 certificates
+ * stood 30-50 MB higher.
+ */
+const CHUNK_RECORDS = 500;
 
 function timestampLines(metric: string, records: IndexRecord[], field: (record: IndexRecord) => string | null): string {
   let text = '';
