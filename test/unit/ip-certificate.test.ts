@@ -11,8 +11,9 @@ import { join } from 'node:path';
 import acme from 'acme-client';
 import { createCertificateKey, createCsr } from '../../src/acme/certificate-key.js';
 import { readCertificateInfo } from '../../src/certificate-info.js';
-import { ConfigError, parseConfig } from '../../src/config/load.js';
+import { parseConfig } from '../../src/config/load.js';
 import { configuredCertificates } from '../../src/config/managed.js';
+import { configProblems } from '../harness/config-problems.js';
 
 function opensslReqText(der: Buffer): Promise<string> {
   return new Promise((resolve, reject) => {
@@ -67,19 +68,10 @@ describe('check-config', () => {
   const BASE = 'account_email: ops@example.com\ntos_accepted: true\n';
   const DNS = 'dns: {provider: exec, exec: {command: /bin/true}}\n';
 
-  function problems(text: string): string[] {
-    try {
-      parseConfig(text, 'acmed.yaml');
-    } catch (err) {
-      assert.ok(err instanceof ConfigError, String(err));
-      return err.lines();
-    }
-    assert.fail('accepted');
-  }
 
   test('an address in a certificate with challenge: dns-01 is an error at the address', () => {
     const text = `${BASE}${DNS}certificates:\n  - names: [a.example.com, "2001:DB8::1"]\n    challenge: dns-01\n`;
-    const lines = problems(text);
+    const lines = configProblems(text);
     assert.equal(lines.length, 1, lines.join('\n'));
     const line = text.split('\n').findIndex((l) => l.includes('2001:DB8::1')) + 1;
     const col = text.split('\n')[line - 1]!.indexOf('"2001:DB8::1"') + 1;
@@ -87,7 +79,7 @@ describe('check-config', () => {
   });
 
   test('an address beside a wildcard name is an error at the address', () => {
-    const lines = problems(`${BASE}${DNS}certificates:\n  - names: ["*.example.com", 192.0.2.1]\n`);
+    const lines = configProblems(`${BASE}${DNS}certificates:\n  - names: ["*.example.com", 192.0.2.1]\n`);
     assert.equal(lines.length, 1, lines.join('\n'));
     assert.match(lines[0]!, /certificates\.0\.names\.1: 192\.0\.2\.1 is an IP address, proved only by http-01, and \*\.example\.com only by dns-01/);
   });
@@ -101,14 +93,14 @@ describe('check-config', () => {
   });
 
   test('two spellings of one address are one storage name, refused as two certificates', () => {
-    const lines = problems(`${BASE}certificates:\n  - names: ["::1"]\n  - names: ["0:0:0:0:0:0:0:1"]\n`);
+    const lines = configProblems(`${BASE}certificates:\n  - names: ["::1"]\n  - names: ["0:0:0:0:0:0:0:1"]\n`);
     assert.equal(lines.length, 1, lines.join('\n'));
     assert.match(lines[0]!, /both be stored as ::1/);
   });
 
   test('refused forms point at the name', () => {
     for (const bad of ['010.1.1.1', 'fe80::1%eth0', '1.2.3']) {
-      const lines = problems(`${BASE}certificates:\n  - names: ["${bad}"]\n`);
+      const lines = configProblems(`${BASE}certificates:\n  - names: ["${bad}"]\n`);
       assert.match(lines[0]!, /^acmed\.yaml:4:\d+: certificates\.0\.names\.0: invalid host name/, bad);
     }
   });

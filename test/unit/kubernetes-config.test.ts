@@ -7,21 +7,13 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
-import { ConfigError, parseConfig } from '../../src/config/load.js';
+import { parseConfig } from '../../src/config/load.js';
+import { configProblems } from '../harness/config-problems.js';
 
 const run = promisify(execFile);
 const ROOT = resolve(import.meta.dirname, '..', '..');
 const BASE = 'account_email: ops@example.com\ntos_accepted: true\n';
 
-function problems(text: string): string[] {
-  try {
-    parseConfig(text, 'acmed.yaml');
-  } catch (err) {
-    assert.ok(err instanceof ConfigError, String(err));
-    return err.lines();
-  }
-  return assert.fail('accepted');
-}
 
 describe('kubernetes config', () => {
   test('defaults: off, in-cluster, all namespaces, acmed-challenges to acmed:80; storage_config.kubernetes', () => {
@@ -35,7 +27,7 @@ describe('kubernetes config', () => {
   });
 
   test('bad names and keys are reported at their line', () => {
-    const lines = problems(`${BASE}kubernetes:\n  enabled: yes please\n  challenge_ingress: Bad_Name\n  namespaces: [UPPER]\n  challenge_service: { name: acmed, port: 0 }\n  watch_all: true\nstorage_config:\n  kubernetes: { prefix: "-x" }\n`);
+    const lines = configProblems(`${BASE}kubernetes:\n  enabled: yes please\n  challenge_ingress: Bad_Name\n  namespaces: [UPPER]\n  challenge_service: { name: acmed, port: 0 }\n  watch_all: true\nstorage_config:\n  kubernetes: { prefix: "-x" }\n`);
     const at = (line: number) => lines.filter((l) => l.startsWith(`acmed.yaml:${line}:`));
     assert.equal(at(4).length, 1, lines.join('\n'));
     assert.match(at(5)[0], /Kubernetes object name/);
