@@ -13,7 +13,7 @@
  * new order.
  */
 import { createPrivateKey } from 'node:crypto';
-import { EventEmitter } from 'node:events';
+import { EventEmitter, setMaxListeners } from 'node:events';
 import type { AcmeEngine, IssuedCertificate, PendingOrder } from '../acme/client.js';
 import { errorKind, isCaFault, AcmeError, AcmeProblemError, ProfileNotOfferedError } from '../acme/errors.js';
 import { AcmedError, retryAfterSeconds } from '../errors.js';
@@ -147,6 +147,9 @@ export class Issuer extends EventEmitter<{ outcome: [JobEvent]; progress: [JobPr
     super();
     // Each `acmed issue` on a terminal listens to 'progress' while it waits; 300 at once are normal.
     this.setMaxListeners(0);
+    // Likewise every job holding a lock or waiting out a CA's backoff listens to the shutdown
+    // signal (and removes its listener when done): 20 certificates queued in an outage are normal.
+    setMaxListeners(0, this.shutdown.signal);
   }
 
   /** Refuses new jobs; running ones go on. */
