@@ -6,7 +6,6 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
@@ -16,6 +15,7 @@ import { failoverRun } from '../harness/failover-run.js';
 import { freePort } from '../harness/ports.js';
 import { startPebble, type PebbleHandle } from '../harness/pebble.js';
 import { waitFor } from '../harness/wait.js';
+import { startBlackhole, type Blackhole } from '../harness/blackhole.js';
 
 const PREFIX = 'acmed-failover/';
 const BLACKHOLE_ADDRESS = '127.0.0.5';
@@ -24,26 +24,16 @@ let dir: string;
 let httpPort: number;
 let pebble: PebbleHandle;
 let etcdCluster: EtcdCluster;
-let blackhole: net.Server;
-const blackholeSockets = new Set<net.Socket>();
+let blackhole: Blackhole | undefined;
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'acmed-etcd-failover-'));
   httpPort = await freePort();
   [pebble, etcdCluster] = await Promise.all([startPebble({ httpPort }), startEtcdCluster(3)]);
-  blackhole = net.createServer((socket) => {
-    blackholeSockets.add(socket);
-    socket.on('close', () => blackholeSockets.delete(socket));
-    socket.on('error', () => {});
-  });
-  await new Promise<void>((resolve, reject) => {
-    blackhole.once('error', reject);
-    blackhole.listen(httpPort, BLACKHOLE_ADDRESS, resolve);
-  });
+  blackhole = await startBlackhole(BLACKHOLE_ADDRESS, httpPort);
 });
 
 after(async () => {
-  for (const s of blackholeSockets) s.destroy();
   blackhole?.close();
   await Promise.all([pebble?.stop(), etcdCluster?.stop()]);
   await rm(dir, { recursive: true, force: true });

@@ -6,7 +6,6 @@
 // master (test/harness/failover-run.ts). The test reports how long issuance paused.
 import { test, before, after } from 'node:test';
 import { mkdtemp, rm } from 'node:fs/promises';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Cluster, Redis } from 'ioredis';
@@ -16,6 +15,7 @@ import { freePort } from '../harness/ports.js';
 import { startPebble, type PebbleHandle } from '../harness/pebble.js';
 import { startRedisCluster } from '../harness/redis-cluster.js';
 import { startSentinelSetup } from '../harness/redis-sentinel.js';
+import { startBlackhole, type Blackhole } from '../harness/blackhole.js';
 
 const NAMESPACE = 'acmed-failover:';
 const CERT_FIELDS = ['cert', 'chain', 'fullchain', 'not_after', 'privkey'];
@@ -24,26 +24,16 @@ const BLACKHOLE_ADDRESS = '127.0.0.5';
 let dir: string;
 let httpPort: number;
 let pebble: PebbleHandle;
-let blackhole: net.Server;
-const blackholeSockets = new Set<net.Socket>();
+let blackhole: Blackhole | undefined;
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'acmed-failover-'));
   httpPort = await freePort();
   pebble = await startPebble({ httpPort });
-  blackhole = net.createServer((socket) => {
-    blackholeSockets.add(socket);
-    socket.on('close', () => blackholeSockets.delete(socket));
-    socket.on('error', () => {});
-  });
-  await new Promise<void>((resolve, reject) => {
-    blackhole.once('error', reject);
-    blackhole.listen(httpPort, BLACKHOLE_ADDRESS, resolve);
-  });
+  blackhole = await startBlackhole(BLACKHOLE_ADDRESS, httpPort);
 });
 
 after(async () => {
-  for (const s of blackholeSockets) s.destroy();
   blackhole?.close();
   await pebble?.stop();
   await rm(dir, { recursive: true, force: true });

@@ -7,7 +7,6 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -16,6 +15,7 @@ import { freePort } from '../harness/ports.js';
 import { startPebble, type PebbleHandle } from '../harness/pebble.js';
 import { startRedis, type RedisServer } from '../harness/redis.js';
 import { startAcmed, writeAcmedConfig, type AcmedHandle } from '../harness/acmed.js';
+import { startBlackhole, type Blackhole } from '../harness/blackhole.js';
 
 const NAMESPACE = 'acmed-test:';
 const OUTAGE_MS = 20_000;
@@ -27,26 +27,16 @@ let dir: string;
 let httpPort: number;
 let pebble: PebbleHandle;
 let redisServer: RedisServer;
-let blackhole: net.Server;
-const blackholeSockets = new Set<net.Socket>();
+let blackhole: Blackhole | undefined;
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'acmed-outage-'));
   httpPort = await freePort();
   [pebble, redisServer] = await Promise.all([startPebble({ httpPort }), startRedis({ persist: true })]);
-  blackhole = net.createServer((socket) => {
-    blackholeSockets.add(socket);
-    socket.on('close', () => blackholeSockets.delete(socket));
-    socket.on('error', () => {});
-  });
-  await new Promise<void>((resolve, reject) => {
-    blackhole.once('error', reject);
-    blackhole.listen(httpPort, BLACKHOLE_ADDRESS, resolve);
-  });
+  blackhole = await startBlackhole(BLACKHOLE_ADDRESS, httpPort);
 });
 
 after(async () => {
-  for (const s of blackholeSockets) s.destroy();
   blackhole?.close();
   await Promise.all([pebble?.stop(), redisServer?.stop()]);
   await rm(dir, { recursive: true, force: true });
