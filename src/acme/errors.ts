@@ -191,3 +191,23 @@ export class ProfileNotOfferedError extends AcmedError {
     return 'profile';
   }
 }
+
+/** The ACME account could not be loaded or registered: nothing about any one host. */
+export class AccountUnavailableError extends AcmedError {
+  override readonly code = 'ACCOUNT_UNAVAILABLE';
+  constructor(readonly cause: Error) {
+    super(cause.message);
+  }
+
+  override get status(): number {
+    return this.kind === 'rateLimited' ? 429 : 502;
+  }
+
+  override get kind(): string {
+    return errorKind(this.cause);
+  }
+
+  override apiBody(): Record<string, unknown> {
+    return { message: `ACME order failed: ${this.message}`, kind: this.kind, ...(this.cause instanceof AcmeProblemError ? { problem: this.cause.problem } : {}) };
+  }
+}

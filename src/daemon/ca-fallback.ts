@@ -6,7 +6,7 @@
  * for (a refused identifier, a failed validation, a bad CSR) fails at once,
  * since another CA would say the same.
  */
-import { AcmeAccountError, errorKind, isCaFault, ProfileNotOfferedError } from '../acme/errors.js';
+import { AcmeAccountError, AccountUnavailableError, errorKind, isCaFault, ProfileNotOfferedError } from '../acme/errors.js';
 import { CaUnavailableError } from '../renewal/ca-backoff.js';
 
 /** One move from a CA to the next, for the log and metrics. */
@@ -21,9 +21,7 @@ export interface CaFallback {
 /** True when an order that failed with err should be tried at the next CA. */
 export function fallsBack(err: unknown): boolean {
   if (err instanceof CaUnavailableError || isCaFault(err)) return true;
-  if (err instanceof AcmeAccountError || err instanceof ProfileNotOfferedError) return true;
-  // AccountUnavailableError (issuer.ts) by its code: this module is imported by the issuer.
-  if ((err as { code?: unknown } | null)?.code === 'ACCOUNT_UNAVAILABLE') return true;
+  if (err instanceof AcmeAccountError || err instanceof AccountUnavailableError || err instanceof ProfileNotOfferedError) return true;
   return errorKind(err) === 'rateLimited';
 }
 

@@ -15,7 +15,7 @@
 import { createPrivateKey } from 'node:crypto';
 import { EventEmitter, setMaxListeners } from 'node:events';
 import type { AcmeEngine, IssuedCertificate, PendingOrder } from '../acme/client.js';
-import { errorKind, isCaFault, AcmeError, AcmeProblemError, ProfileNotOfferedError } from '../acme/errors.js';
+import { errorKind, isCaFault, AccountUnavailableError, AcmeError, AcmeProblemError, ProfileNotOfferedError } from '../acme/errors.js';
 import { AcmedError, retryAfterSeconds } from '../errors.js';
 import type { ChallengeSolver } from '../challenge/solver.js';
 import type { ManagedCertificate } from '../config/managed.js';
@@ -57,26 +57,6 @@ export class BackedOffError extends AcmedError {
 
   override headers(): Record<string, string> {
     return { 'retry-after': String(retryAfterSeconds(this.record.until)) };
-  }
-}
-
-/** The ACME account could not be loaded or registered: nothing about any one host. */
-export class AccountUnavailableError extends AcmedError {
-  override readonly code = 'ACCOUNT_UNAVAILABLE';
-  constructor(readonly cause: Error) {
-    super(cause.message);
-  }
-
-  override get status(): number {
-    return this.kind === 'rateLimited' ? 429 : 502;
-  }
-
-  override get kind(): string {
-    return errorKind(this.cause);
-  }
-
-  override apiBody(): Record<string, unknown> {
-    return { message: `ACME order failed: ${this.message}`, kind: this.kind, ...(this.cause instanceof AcmeProblemError ? { problem: this.cause.problem } : {}) };
   }
 }
 

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { AcmeAccountError, AcmeNetworkError, AcmeOrderInvalidError, AcmeProblemError, ProfileNotOfferedError } from '../../src/acme/errors.js';
 import { accountKeysOf, saveAccountUrl } from '../../src/acme/account.js';
 import { fallsBack, orderWithFallback, type CaFallback } from '../../src/daemon/ca-fallback.js';
-import { AccountUnavailableError } from '../../src/daemon/issuer.js';
+import { AccountUnavailableError } from '../../src/acme/errors.js';
 import { CaUnavailableError } from '../../src/renewal/ca-backoff.js';
 import { CaBackoffs } from '../../src/renewal/ca-backoffs.js';
 import { accountKeysFor, caStorageId, keys } from '../../src/storage/keys.js';
