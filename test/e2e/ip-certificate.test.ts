@@ -4,10 +4,10 @@
 // address a test orders for, on Pebble's http port.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { networkInterfaces, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { freePort } from '../harness/ports.js';
@@ -16,13 +16,9 @@ import { adminPost, baseConfig, startAcmed, type AcmedHandle } from '../harness/
 
 const run = promisify(execFile);
 
-/** IPv6 loopback is there when `ip -6 addr` lists ::1 (containers may have IPv6 switched off). */
+/** IPv6 loopback is there when the loopback interface has ::1 (containers may have IPv6 switched off). */
 function hasIpv6Loopback(): boolean {
-  try {
-    return /inet6 ::1\/128/.test(execFileSync('ip', ['-6', 'addr', 'show', 'lo'], { encoding: 'utf8' }));
-  } catch {
-    return false;
-  }
+  return Object.values(networkInterfaces()).some((addresses) => addresses?.some((a) => a.family === 'IPv6' && a.address === '::1'));
 }
 const IPV6 = hasIpv6Loopback();
 
