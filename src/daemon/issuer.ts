@@ -312,13 +312,17 @@ export class Issuer extends EventEmitter<{ outcome: [JobEvent]; progress: [JobPr
    * types, the one in flight then; one placed before acmed knew several CAs: with the first).
    */
   private async pendingOrder(cert: ManagedCertificate, directoryUrl: string, keyType: OrderSettings['keyType']): Promise<PendingOrder | undefined> {
+    const sameNames = (names: string[]) => names.join(',') === cert.names.join(',');
     const order = this.opts.index.get(cert.name)?.order;
-    if (!order || order.names.join(',') !== cert.names.join(',')) return undefined;
+    if (order && !sameNames(order.names)) return undefined;
     const raw = await this.opts.storage.get(keys.order(cert.name)).catch(() => null);
     if (!raw) return undefined;
     try {
       const saved = JSON.parse(raw) as PendingOrder;
-      return saved.url === order.url && saved.keyType === keyType && (saved.ca ?? this.opts.cas()[0]) === directoryUrl ? saved : undefined;
+      // The index points at the stored order; a crash between the two writes (rememberOrder) leaves
+      // the stored one without a pointer, still this certificate's to resume (the CA says if it can be).
+      const ours = order ? saved.url === order.url : sameNames(saved.names);
+      return ours && saved.keyType === keyType && (saved.ca ?? this.opts.cas()[0]) === directoryUrl ? saved : undefined;
     } catch {
       return undefined;
     }
